@@ -1,0 +1,1 @@
+"""hnet: the Hyperware node-to-node network stack."""

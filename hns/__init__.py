@@ -1,0 +1,1 @@
+"""hns: Hyperware Name System names, Hypermap records and record sources. Imports nothing of ours."""

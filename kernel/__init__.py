@@ -1,0 +1,1 @@
+"""kernel: processes, capabilities and the Wasm host on top of hnet (not built yet)."""
