@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Mutation fuzzer for the Noise responder over the TCP and WebSocket framings.
 
-Takes the fixed-key reference session (``/work/shared/interop/i2r.bin``, the initiator's side),
+Takes the fixed-key reference session (``interop-tests/vectors/i2r.bin``, the initiator's side),
 mutates it, and feeds it, split at random points, into a sans-I/O responder built from
 ``hnet.noise`` and ``hnet.framing`` with bob's keys. The WebSocket half does the same with the
 equivalent session as a list of WS messages. Only ``NoiseError`` and ``FramingError`` may
@@ -42,7 +42,7 @@ from hnet.limits import (
 )
 from hnet.noise import NoiseError, XXHandshake
 
-INTEROP = Path("/work/shared/interop")
+INTEROP = Path(__file__).resolve().parent.parent / "interop-tests" / "vectors"
 ALICE_STATIC = bytes(range(0x00, 0x20))
 BOB_STATIC = bytes(range(0x01, 0x21))
 ALICE_EPHEMERAL = bytes(range(0x20, 0x40))

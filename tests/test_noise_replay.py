@@ -25,7 +25,7 @@ from hnet.framing import (
 from hnet.limits import HANDSHAKE_MAX_MESSAGE, ROUTING_REQUEST_MAX
 from hnet.noise import XXHandshake
 
-INTEROP = Path("/work/shared/interop")
+INTEROP = Path(__file__).resolve().parent.parent / "interop-tests" / "vectors"
 
 ALICE_STATIC = bytes(range(0x00, 0x20))
 BOB_STATIC = bytes(range(0x01, 0x21))

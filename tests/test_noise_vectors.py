@@ -11,7 +11,7 @@ import pytest
 from hnet.noise import MAX_NONCE, CipherState, NoiseError, XXHandshake
 from hnet.noise import primitives as prim
 
-INTEROP = Path("/work/shared/interop")
+INTEROP = Path(__file__).resolve().parent.parent / "interop-tests" / "vectors"
 VECTOR_FILES = ["snow-XX.json", "cacophony-XX.json"]
 
 

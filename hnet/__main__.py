@@ -1,0 +1,5 @@
+import sys
+
+from hnet.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ``hnet`` command line: the only code that writes to the terminal."""

@@ -1,0 +1,353 @@
+"""``Node``: the composition of PKI, listeners, dialler, peers and the net module.
+
+Used alike by the CLI, the tests and the benchmarks. A node listens on the ports of its own
+HNS record, dials peers from theirs, and answers hellos. Local callers (the control socket,
+tests) use :meth:`Node.request`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.exceptions import WebSocketException
+
+from hnet import keys, limits
+from hnet.handshake import HandshakeError, PeerHandshake
+from hnet.log import get_logger
+from hnet.netmodule import NET_PROCESS, NetModule
+from hnet.peers import DialError, PeerManager
+from hnet.pki import Pki
+from hnet.requests import Reply, RequestTracker, SendFailed
+from hnet.session import Session, SessionError
+from hnet.supervisor import Supervisor
+from hnet.transport import tcp as tcp_transport
+from hnet.transport import ws as ws_transport
+from hnet.wire import (
+    Address,
+    KernelMessage,
+    LazyLoadBlob,
+    Request,
+    ResponseMessage,
+    SendErrorKind,
+)
+
+log = get_logger("node")
+
+#: Dial preference against reference-compatible peers (the reference tries TCP before WS).
+TRANSPORTS = ("tcp", "ws")
+#: The process our ping requests come from.
+PING_PROCESS = "ping:hnet:sys"
+
+
+class NodeStartError(Exception):
+    """The node cannot start; the message is one line for the user."""
+
+
+@dataclass
+class NodeConfig:
+    name: str
+    key: Ed25519PrivateKey
+    home: Path
+    bind: str | None = None
+    max_peers: int = limits.MAX_PEERS
+    idle_timeout: float = limits.IDLE_TIMEOUT
+    handshake_timeout: float = limits.HANDSHAKE_TIMEOUT
+    transports: tuple[str, ...] = TRANSPORTS
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Node:
+    def __init__(self, config: NodeConfig, pki: Pki) -> None:
+        self.config = config
+        self.name = config.name
+        self.pki = pki
+        self.started = time.time()
+        self._sup = Supervisor(f"node {config.name}")
+        self._tracker = RequestTracker()
+        self.peers = PeerManager(
+            our_name=config.name,
+            dialer=self._dial,
+            on_message=self._on_network_message,
+            on_send_error=self._on_send_error,
+            supervisor=self._sup,
+            max_peers=config.max_peers,
+            idle_timeout=config.idle_timeout,
+        )
+        self.net = NetModule(
+            our_name=config.name,
+            signing_key=config.key,
+            pki=pki,
+            send=self.send,
+            connected_peers=lambda: [i.name for i in self.peers.infos() if i.transport],
+            diagnostics=self.diagnostics,
+        )
+        self._tcp_server: asyncio.Server | None = None
+        self._ws_server: Server | None = None
+        self._handshakes = 0
+        self.listening: dict[str, tuple[str, int]] = {}
+        self.stats: dict[str, int] = {"handshake_failures": 0, "protocol_errors": 0}
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check our record and key, then listen on our record's ports."""
+        rec = self.pki.record(self.name)
+        if rec is None:
+            raise NodeStartError(f"{self.name}: not in HNS ({self.pki.source})")
+        if rec.net_key is None or keys.parse_public_key(rec.net_key) != keys.public_bytes(
+            self.config.key
+        ):
+            raise NodeStartError(f"{self.name}: key file does not match the name's ~net-key in HNS")
+        ports = {t: rec.ports.get(t, 0) for t in self.config.transports}
+        if not any(ports.values()):
+            raise NodeStartError(
+                f"{self.name}: HNS record has no port for any transport "
+                f"({', '.join(self.config.transports)})"
+            )
+        host = self.config.bind or (rec.ips[0] if rec.ips else None)
+        if host is None:
+            raise NodeStartError(f"{self.name}: HNS record has no IP to listen on")
+        try:
+            if ports.get("tcp"):
+                self._tcp_server = await asyncio.start_server(
+                    self._on_tcp, host, ports["tcp"], limit=tcp_transport.READ_SIZE
+                )
+                self.listening["tcp"] = (host, ports["tcp"])
+            if ports.get("ws"):
+                self._ws_server = await ws_serve(
+                    self._on_ws,
+                    host,
+                    ports["ws"],
+                    **ws_transport.WS_OPTIONS,  # type: ignore[arg-type]
+                )
+                self.listening["ws"] = (host, ports["ws"])
+        except OSError as e:
+            await self.aclose()
+            proto = "ws" if "tcp" in self.listening else "tcp"
+            if e.errno == errno.EADDRINUSE:
+                raise NodeStartError(
+                    f"{self.name}: {proto} port {ports[proto]} on {host} is taken"
+                ) from None
+            raise NodeStartError(
+                f"{self.name}: cannot listen on {host}:{ports[proto]} ({e.strerror})"
+            ) from None
+        log.info("node up", name=self.name, listening=self.listening)
+
+    async def aclose(self) -> None:
+        """Stop listening, close sessions, report queued and outstanding messages."""
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+        if self._ws_server is not None:
+            self._ws_server.close(close_connections=True)
+        await self.peers.aclose()
+        self._tracker.fail_all("node shutting down")
+        await self._sup.aclose()
+        if self._ws_server is not None:
+            try:
+                async with asyncio.timeout(2):
+                    await self._ws_server.wait_closed()
+            except TimeoutError:
+                pass
+        log.info("node down", name=self.name)
+
+    # --- inbound connections ---------------------------------------------------------------
+
+    def _responder(self) -> PeerHandshake:
+        return PeerHandshake(
+            initiator=False,
+            our_name=self.name,
+            signing_key=self.config.key,
+            lookup=self.pki.networking_key,
+        )
+
+    def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._handshakes >= limits.MAX_PENDING_HANDSHAKES:
+            writer.close()
+            return
+        self._handshakes += 1
+        try:
+            self._sup.spawn(self._accept_tcp(reader, writer), name="accept tcp")
+        except RuntimeError:
+            self._handshakes -= 1
+            writer.close()
+
+    async def _accept_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        try:
+            async with asyncio.timeout(self.config.handshake_timeout):
+                session = await tcp_transport.accept(reader, writer, self._responder())
+        except (HandshakeError, SessionError, TimeoutError, OSError) as e:
+            self.stats["handshake_failures"] += 1
+            log.info("inbound tcp handshake failed", remote=str(peer), reason=_reason(e))
+            writer.close()
+            return
+        finally:
+            self._handshakes -= 1
+        self.peers.attach(session)
+
+    async def _on_ws(self, ws: ServerConnection) -> None:
+        if self._handshakes >= limits.MAX_PENDING_HANDSHAKES:
+            return
+        self._handshakes += 1
+        try:
+            async with asyncio.timeout(self.config.handshake_timeout):
+                session = await ws_transport.accept(ws, self._responder())
+        except (HandshakeError, SessionError, TimeoutError, OSError, WebSocketException) as e:
+            self.stats["handshake_failures"] += 1
+            log.info(
+                "inbound ws handshake failed", remote=str(ws.remote_address), reason=_reason(e)
+            )
+            return
+        finally:
+            self._handshakes -= 1
+        self.peers.attach(session)
+        # The WS server closes the connection when this handler returns: stay until it ends.
+        await ws.wait_closed()
+
+    # --- dialling --------------------------------------------------------------------------
+
+    async def _dial(self, name: str, via: str | None) -> Session:
+        rec = self.pki.record(name)
+        if rec is None:
+            raise DialError(f"{name}: not in HNS ({self.pki.source})")
+        if not rec.ips:
+            raise DialError(
+                f"{name}: indirect node (routers {', '.join(rec.routers)}); "
+                "routed connections are not supported yet"
+            )
+        ip = rec.ips[0]
+        order = [via] if via else [t for t in self.config.transports if rec.ports.get(t)]
+        if not order:
+            raise DialError(f"{name}: HNS record offers no transport we speak")
+        errors: list[str] = []
+        for transport in order:
+            port = rec.ports.get(transport, 0)
+            if not port:
+                errors.append(f"{transport}: not offered")
+                continue
+            hs = PeerHandshake(
+                initiator=True,
+                our_name=self.name,
+                signing_key=self.config.key,
+                lookup=self.pki.networking_key,
+                expected_peer=name,
+            )
+            connect = tcp_transport.connect if transport == "tcp" else ws_transport.connect
+            try:
+                async with asyncio.timeout(self.config.handshake_timeout):
+                    return await connect(ip, port, hs)
+            except (HandshakeError, SessionError, TimeoutError, OSError, WebSocketException) as e:
+                errors.append(f"{transport} {ip}:{port}: {_reason(e)}")
+        raise DialError(f"{name}: unreachable ({'; '.join(errors)})")
+
+    # --- messages --------------------------------------------------------------------------
+
+    async def send(self, km: KernelMessage, via: str | None = None) -> None:
+        """Send a message from a local process, to the network or to ourselves."""
+        if km.target.node == self.name:
+            await self._dispatch(km, via=None)
+        else:
+            await self.peers.send(km, via=via)
+
+    async def _on_network_message(self, km: KernelMessage, session: Session) -> None:
+        if km.target.node != self.name:
+            log.warning(
+                "message for another node dropped", target=str(km.target), peer=session.peer_name
+            )
+            return
+        await self._dispatch(km, via=session.transport)
+
+    async def _dispatch(self, km: KernelMessage, via: str | None) -> None:
+        if str(km.target.process) == NET_PROCESS:
+            await self.net.handle(km, via)
+        elif isinstance(km.message, ResponseMessage) and self._tracker.resolve(km, via):
+            return
+        else:
+            log.info(
+                "no such process; message dropped", target=str(km.target), source=str(km.source)
+            )
+
+    async def _on_send_error(self, km: KernelMessage, kind: SendErrorKind, reason: str) -> None:
+        if km.source.node == self.name and self._tracker.fail(km.id, kind, reason):
+            return
+        log.warning(
+            "send failed",
+            kind=kind.value,
+            target=str(km.target),
+            source=str(km.source),
+            reason=reason,
+        )
+
+    async def request(
+        self,
+        target: Address,
+        body: bytes,
+        *,
+        timeout: float = limits.DEFAULT_REQUEST_TIMEOUT,
+        via: str | None = None,
+        process: str = PING_PROCESS,
+        blob: LazyLoadBlob | None = None,
+    ) -> Reply:
+        """Send a request and wait for its response; raise SendFailed (Offline/Timeout)."""
+        rid, fut = self._tracker.open(target.node)
+        expects = max(1, int(timeout + 0.999))
+        km = KernelMessage(
+            id=rid,
+            source=Address.parse(f"{self.name}@{process}"),
+            target=target,
+            rsvp=None,
+            message=Request(
+                inherit=False, expects_response=expects, body=body, metadata=None, capabilities=()
+            ),
+            lazy_load_blob=blob,
+        )
+        try:
+            await self.send(km, via=via)
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            raise SendFailed(SendErrorKind.TIMEOUT, f"no response within {timeout:g} s") from None
+        finally:
+            self._tracker.close(rid)
+
+    # --- introspection ---------------------------------------------------------------------
+
+    def diagnostics(self) -> str:
+        infos = self.peers.infos()
+        lines = [
+            f"node {self.name}, up {time.time() - self.started:.0f} s",
+            f"listening: {', '.join(f'{t} {h}:{p}' for t, (h, p) in self.listening.items())}",
+            f"PKI: {len(self.pki)} records from {self.pki.source}",
+            f"peers: {len(infos)} ({self.peers.max_peers} max)",
+        ]
+        for i in infos:
+            state = f"{i.transport} {i.remote}" if i.transport else "dialling"
+            lines.append(
+                f"  {i.name}: {state}, in {i.messages_in} out {i.messages_out}, "
+                f"last active {i.last_active_ago:.1f} s ago"
+            )
+        lines.append(
+            f"handshakes in progress {self._handshakes}, "
+            f"failed {self.stats['handshake_failures']}; "
+            f"outstanding requests {len(self._tracker)}; hellos answered {self.net.hellos}"
+        )
+        return "\n".join(lines)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    return str(e) or type(e).__name__
+
+
+__all__ = ["Node", "NodeConfig", "NodeStartError", "Reply", "SendFailed"]

@@ -1,0 +1,304 @@
+"""Peers: one session per peer, dial on first message, queue while dialling, bounded.
+
+- The first message to a peer dials it; messages queue (bounded) until connected and are
+  then written in order. If dialling fails, every queued message goes back to its sender as
+  ``SendError{Offline}``: nothing is dropped silently.
+- A new handshake from a peer replaces its old session (except the loser of a simultaneous
+  open, below).
+- At most ``max_peers`` peers; adding one past the bound evicts the least recently active.
+- Inbound bytes are decoded here once for every transport: a message that does not decode,
+  whose source node is not the authenticated peer ("spoofed source"), or whose source process
+  is not hypermap-safe closes the session.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from hnet import limits
+from hnet.log import get_logger
+from hnet.session import Session, SessionClosed, SessionError
+from hnet.supervisor import Supervisor
+from hnet.wire import (
+    CodecError,
+    KernelMessage,
+    SendErrorKind,
+    decode_kernel_message,
+    encode_kernel_message,
+)
+
+log = get_logger("peers")
+
+OnMessage = Callable[[KernelMessage, Session], Awaitable[None]]
+OnSendError = Callable[[KernelMessage, SendErrorKind, str], Coroutine[Any, Any, None]]
+#: (peer name, forced transport or None) -> an established session, or raises DialError
+Dialer = Callable[[str, "str | None"], Awaitable[Session]]
+
+
+class DialError(Exception):
+    """No transport reached the peer; the message says what was tried."""
+
+
+@dataclass
+class _Queued:
+    km: KernelMessage
+    data: bytes
+
+
+@dataclass
+class Peer:
+    name: str
+    session: Session | None = None
+    dialling: bool = False
+    dial_via: str | None = None
+    queue: deque[_Queued] = field(default_factory=deque)
+    last_active: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    name: str
+    transport: str | None
+    remote: str | None
+    initiator: bool | None
+    last_active_ago: float
+    messages_in: int
+    messages_out: int
+    queued: int
+
+
+class PeerManager:
+    def __init__(
+        self,
+        *,
+        our_name: str,
+        dialer: Dialer,
+        on_message: OnMessage,
+        on_send_error: OnSendError,
+        supervisor: Supervisor,
+        max_peers: int = limits.MAX_PEERS,
+        idle_timeout: float = limits.IDLE_TIMEOUT,
+    ) -> None:
+        self.our_name = our_name
+        self._dialer = dialer
+        self._on_message = on_message
+        self._on_send_error = on_send_error
+        self._sup = supervisor
+        self.max_peers = max_peers
+        self.idle_timeout = idle_timeout
+        self._peers: OrderedDict[str, Peer] = OrderedDict()
+        self._closing = False
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def session(self, name: str) -> Session | None:
+        peer = self._peers.get(name)
+        return peer.session if peer else None
+
+    def infos(self) -> list[PeerInfo]:
+        now = time.monotonic()
+        out = []
+        for p in self._peers.values():
+            s = p.session
+            out.append(
+                PeerInfo(
+                    name=p.name,
+                    transport=s.transport if s else None,
+                    remote=s.remote if s else None,
+                    initiator=s.initiator if s else None,
+                    last_active_ago=now - p.last_active,
+                    messages_in=s.messages_in if s else 0,
+                    messages_out=s.messages_out if s else 0,
+                    queued=len(p.queue),
+                )
+            )
+        return out
+
+    # --- sending ---------------------------------------------------------------------------
+
+    async def send(self, km: KernelMessage, via: str | None = None) -> None:
+        """Send ``km`` to ``km.target.node``; failures reach the sender as SendError."""
+        name = km.target.node
+        if self._closing:
+            await self._on_send_error(km, SendErrorKind.OFFLINE, "node shutting down")
+            return
+        data = encode_kernel_message(km)
+        if len(data) > limits.MESSAGE_MAX_SIZE:
+            await self._on_send_error(
+                km, SendErrorKind.OFFLINE, f"message of {len(data)} bytes exceeds the cap"
+            )
+            return
+        peer = self._peers.get(name)
+        if peer is not None and not peer.dialling and peer.session is not None:
+            session = peer.session
+            if via is None or session.transport == via:
+                self._touch(peer)
+                try:
+                    await session.send(data)
+                    return
+                except SessionClosed:
+                    log.info("session closed under send; redialling", peer=name)
+        if peer is None:
+            peer = self._add(Peer(name=name))
+        if len(peer.queue) >= limits.MAX_QUEUED_PER_PEER:
+            await self._on_send_error(km, SendErrorKind.OFFLINE, "too many messages queued")
+            return
+        peer.queue.append(_Queued(km, data))
+        self._touch(peer)
+        if not peer.dialling:
+            peer.dialling = True
+            peer.dial_via = via
+            self._sup.spawn(self._dial(peer, via), name=f"dial {name}")
+
+    async def _dial(self, peer: Peer, via: str | None) -> None:
+        try:
+            session = await self._dialer(peer.name, via)
+        except DialError as e:
+            log.info("dial failed", peer=peer.name, reason=str(e))
+            await self._fail_queue(peer, str(e))
+            return
+        if self._peers.get(peer.name) is not peer or self._closing:
+            session.abort("peer gone while dialling")
+            await self._fail_queue(peer, "peer evicted while dialling")
+            return
+        self._install(peer, session)
+        await self._flush(peer)
+
+    async def _fail_queue(self, peer: Peer, reason: str) -> None:
+        peer.dialling = False
+        queued = list(peer.queue)
+        peer.queue.clear()
+        if self._peers.get(peer.name) is peer and peer.session is None:
+            del self._peers[peer.name]
+        for q in queued:
+            await self._on_send_error(q.km, SendErrorKind.OFFLINE, reason)
+
+    async def _flush(self, peer: Peer) -> None:
+        """Write queued messages in order; sends arriving meanwhile queue behind them."""
+        while peer.queue:
+            q = peer.queue.popleft()
+            session = peer.session
+            if session is None:
+                peer.queue.appendleft(q)
+                await self._fail_queue(peer, "session lost")
+                return
+            try:
+                await session.send(q.data)
+            except SessionClosed as e:
+                await self._on_send_error(q.km, SendErrorKind.OFFLINE, f"session lost: {e}")
+        peer.dialling = False
+
+    # --- sessions --------------------------------------------------------------------------
+
+    def attach(self, session: Session) -> None:
+        """Take an inbound session: it replaces any old one for that peer."""
+        peer = self._peers.get(session.peer_name)
+        if peer is None:
+            peer = self._add(Peer(name=session.peer_name))
+        elif self._loses_simultaneous_open(peer, session):
+            log.info("simultaneous open: keeping our session", peer=peer.name)
+            session.abort("simultaneous open, other session kept")
+            return
+        self._install(peer, session)
+        if peer.dialling and peer.queue:
+            # An inbound session arrived while we dialled: use it now.
+            self._sup.spawn(self._flush(peer), name=f"flush {peer.name}")
+
+    def _loses_simultaneous_open(self, peer: Peer, inbound: Session) -> bool:
+        """Both sides dialled at once: keep the session initiated by the smaller name."""
+        old = peer.session
+        if old is None or old.closed or not old.initiator:
+            return False
+        young = inbound.created - old.created < limits.HANDSHAKE_TIMEOUT
+        return young and self.our_name < peer.name
+
+    def _install(self, peer: Peer, session: Session) -> None:
+        old = peer.session
+        peer.session = session
+        self._touch(peer)
+        if old is not None and old is not session:
+            old.abort("replaced by a new session")
+        log.info(
+            "session up",
+            peer=peer.name,
+            transport=session.transport,
+            remote=session.remote,
+            initiator=session.initiator,
+        )
+        self._sup.spawn(self._run(peer, session), name=f"session {session.describe()}")
+
+    async def _run(self, peer: Peer, session: Session) -> None:
+        async def deliver(s: Session, data: bytes) -> None:
+            await self._deliver(peer, s, data)
+
+        try:
+            await session.run(deliver, self.idle_timeout)
+        except SessionError as e:
+            log.warning("session closed: protocol error", peer=peer.name, reason=str(e))
+        finally:
+            session.abort("ended")
+            log.info("session down", peer=peer.name, reason=session.close_reason)
+            if peer.session is session:
+                peer.session = None
+                if not peer.dialling and self._peers.get(peer.name) is peer:
+                    del self._peers[peer.name]
+
+    async def _deliver(self, peer: Peer, session: Session, data: bytes) -> None:
+        try:
+            km = decode_kernel_message(data)
+        except CodecError as e:
+            session.abort(f"undecodable message: {e}")
+            raise SessionError(f"undecodable message: {e}") from None
+        if km.source.node != session.peer_name:
+            session.abort("spoofed source")
+            raise SessionError(f"spoofed source {km.source.node!r} from {session.peer_name}")
+        if not km.source.process.is_hypermap_safe():
+            session.abort("non-hypermap-safe process")
+            raise SessionError(f"non-hypermap-safe source process {km.source.process}")
+        self._touch(peer)
+        await self._on_message(km, session)
+
+    # --- bounds ----------------------------------------------------------------------------
+
+    def _touch(self, peer: Peer) -> None:
+        peer.last_active = time.monotonic()
+        if peer.name in self._peers:
+            self._peers.move_to_end(peer.name)
+
+    def _add(self, peer: Peer) -> Peer:
+        self._peers[peer.name] = peer
+        while len(self._peers) > self.max_peers:
+            victim_name, victim = next(iter(self._peers.items()))
+            if victim is peer:
+                break
+            log.info("evicting least recently active peer", peer=victim_name)
+            del self._peers[victim_name]
+            if victim.session is not None:
+                victim.session.abort("evicted (max peers)")
+            if victim.queue:
+                queued = list(victim.queue)
+                victim.queue.clear()
+                for q in queued:
+                    self._sup.spawn(
+                        self._on_send_error(q.km, SendErrorKind.OFFLINE, "evicted (max peers)")
+                    )
+        return peer
+
+    async def aclose(self) -> None:
+        """Close every session; queued messages are reported Offline."""
+        self._closing = True
+        for peer in list(self._peers.values()):
+            if peer.session is not None:
+                peer.session.abort("node shutting down")
+            queued = list(peer.queue)
+            peer.queue.clear()
+            for q in queued:
+                await self._on_send_error(q.km, SendErrorKind.OFFLINE, "node shutting down")
+        self._peers.clear()

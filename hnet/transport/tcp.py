@@ -1,0 +1,177 @@
+"""TCP transport: the reference framing over asyncio streams.
+
+Handshake frames are ``[u16 BE len][noise message]``; the transport framing and encryption live
+in :mod:`hnet.framing.tcp` (sans-I/O). Every length is checked before anything is buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+from hnet import limits
+from hnet.framing.errors import FramingError
+from hnet.framing.tcp import TcpTransport
+from hnet.handshake import NOISE_E_LEN, PeerHandshake
+from hnet.noise import CipherState
+from hnet.session import (
+    Deliver,
+    Session,
+    SessionClosed,
+    SessionError,
+    read_with_idle,
+    run_handshake,
+)
+
+READ_SIZE = 256 * 1024
+_U16 = struct.Struct(">H")
+
+
+class TcpHandshakeChannel:
+    """Handshake messages over a TCP stream, each ``[u16 BE len][msg]``."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def send_handshake(self, message: bytes) -> None:
+        self.writer.write(_U16.pack(len(message)) + message)
+        await self.writer.drain()
+
+    async def recv_frame(self, max_len: int) -> bytes:
+        try:
+            (n,) = _U16.unpack(await self.reader.readexactly(2))
+            if n > max_len:
+                raise SessionError(f"handshake frame of {n} bytes exceeds {max_len}")
+            return await self.reader.readexactly(n)
+        except asyncio.IncompleteReadError:
+            raise SessionError("connection closed during handshake") from None
+
+    async def recv_handshake(self) -> bytes:
+        return await self.recv_frame(limits.HANDSHAKE_MAX_MESSAGE)
+
+
+def tune_socket(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        except OSError:
+            pass
+
+
+class TcpSession(Session):
+    transport = "tcp"
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        ciphers: tuple[CipherState, CipherState],
+        *,
+        peer_name: str,
+        initiator: bool,
+        proxy_request: bool,
+    ) -> None:
+        peer = writer.get_extra_info("peername")
+        super().__init__(
+            peer_name=peer_name,
+            initiator=initiator,
+            proxy_request=proxy_request,
+            remote=f"{peer[0]}:{peer[1]}" if peer else "?",
+        )
+        self._reader = reader
+        self._writer = writer
+        self._core = TcpTransport(*ciphers)
+
+    async def send(self, message: bytes) -> None:
+        if self.closed or self._writer.is_closing():
+            raise SessionClosed(self.close_reason or "closed")
+        # Encrypt and write in one synchronous step: nonces follow write order, one write.
+        self._writer.write(self._core.encrypt_message(message))
+        self.messages_out += 1
+        self.touch()
+        try:
+            await self._writer.drain()
+        except (ConnectionError, OSError) as e:
+            self.abort(f"write failed: {e}")
+            raise SessionClosed(str(e)) from None
+
+    async def run(self, deliver: Deliver, idle_timeout: float) -> None:
+        try:
+            while not self.closed:
+                data = await read_with_idle(
+                    self, lambda: self._reader.read(READ_SIZE), idle_timeout
+                )
+                if data is None:
+                    self.abort("idle")
+                    return
+                if not data:
+                    self.abort("closed by peer")
+                    return
+                self.touch()
+                try:
+                    messages = self._core.feed(data)
+                except FramingError as e:
+                    self.abort(f"framing: {e}")
+                    raise SessionError(str(e)) from None
+                for m in messages:
+                    self.messages_in += 1
+                    await deliver(self, m)
+        except (ConnectionError, OSError) as e:
+            self.abort(f"read failed: {e}")
+        finally:
+            self.abort(self.close_reason or "done")
+
+    def abort(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self._writer.close()
+
+
+class RoutingRequestRefused(SessionError):
+    """The first frame was a RoutingRequest and this node does not route."""
+
+
+async def connect(host: str, port: int, hs: PeerHandshake) -> TcpSession:
+    """Dial, run the initiator handshake and return the session (caller bounds the time)."""
+    reader, writer = await asyncio.open_connection(host, port, limit=READ_SIZE)
+    try:
+        tune_socket(writer)
+        await run_handshake(hs, TcpHandshakeChannel(reader, writer))
+    except BaseException:
+        writer.close()
+        raise
+    assert hs.peer_name is not None
+    return TcpSession(
+        reader, writer, hs.split(), peer_name=hs.peer_name, initiator=True, proxy_request=False
+    )
+
+
+async def accept(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hs: PeerHandshake
+) -> TcpSession:
+    """Run the responder side on an accepted socket (caller bounds the time).
+
+    The first frame is a Noise ``-> e`` if it is exactly 32 bytes, else a RoutingRequest;
+    this node is not a router, so a RoutingRequest is refused.
+    """
+    tune_socket(writer)
+    channel = TcpHandshakeChannel(reader, writer)
+    first = await channel.recv_frame(max(limits.ROUTING_REQUEST_MAX, NOISE_E_LEN))
+    if len(first) != NOISE_E_LEN:
+        raise RoutingRequestRefused("routing request refused: this node does not route")
+    await run_handshake(hs, channel, first=first)
+    assert hs.peer_name is not None
+    return TcpSession(
+        reader,
+        writer,
+        hs.split(),
+        peer_name=hs.peer_name,
+        initiator=False,
+        proxy_request=hs.peer_proxy_request,
+    )

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hnet.cluster import Cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+INTEROP = ROOT / "interop-tests" / "vectors"
+
+
+def run_cli(
+    *args: str, home: Path | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if home is not None:
+        env["HNET_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "hnet", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three real node processes (tcp + ws) on loopback sharing one registry."""
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    names = ("alice.os", "bob.os", "carol.os")
+    for n in names:
+        c.add(n)
+    for n in names:
+        c.start(n)
+    try:
+        asyncio.run(asyncio.wait_for(asyncio.gather(*(c.wait_ready(n) for n in names)), 30))
+        yield c
+    finally:
+        c.stop_all()
