@@ -1,8 +1,8 @@
 """The node's local control socket: JSON lines over a Unix socket only its owner can open.
 
 Requests are one JSON object per line (``{"op": ...}``), answered by one JSON object per line.
-Operations: ``status``, ``ping`` (one hello to ``NAME@net:distro:sys``), ``peers``, ``diag``,
-``stop``. Lines are capped at ``CONTROL_MAX_LINE``; clients at ``CONTROL_MAX_CLIENTS``.
+Operations: ``status``, ``ping`` (one hello to ``NAME@net:distro:sys``), ``burst`` (many
+hellos, for benchmarks), ``peers``, ``diag``, ``stop``. Lines are capped at ``CONTROL_MAX_LINE``; clients at ``CONTROL_MAX_CLIENTS``.
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ class ControlServer:
         return {
             "status": self._status,
             "ping": self._ping,
+            "burst": self._burst,
             "peers": self._peers,
             "diag": self._diag,
             "stop": self._stop,
@@ -153,6 +154,28 @@ class ControlServer:
             "rtt_ms": reply.rtt * 1000,
             "body": body.decode("utf-8", "replace"),
         }
+
+    async def _burst(self, req: JsonObj) -> JsonObj:
+        """``count`` sequential hellos of ``size`` bytes; their round-trip times (benchmarks)."""
+        target = str(req["target"])
+        count = int(req.get("count", 100))
+        size = int(req.get("size", 64))
+        via = req.get("via")
+        if not 1 <= count <= 100_000 or not 0 <= size <= 1_000_000:
+            return {"ok": False, "kind": "usage", "error": "count in 1..100000, size in 0..1e6"}
+        if self.node.pki.record(target) is None:
+            return {"ok": False, "kind": "lookup", "error": f"{target}: not in HNS"}
+        address = Address.net(target)
+        body = b"x" * size
+        rtts: list[float] = []
+        failures: list[str] = []
+        for _ in range(count):
+            try:
+                reply = await self.node.request(address, body, via=via)
+                rtts.append(reply.rtt * 1000)
+            except SendFailed as e:
+                failures.append(str(e))
+        return {"ok": True, "rtts_ms": rtts, "failures": failures[:10], "failed": len(failures)}
 
     async def _peers(self, req: JsonObj) -> JsonObj:
         return {"ok": True, "peers": [asdict(i) for i in self.node.peers.infos()]}

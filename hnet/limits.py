@@ -64,3 +64,72 @@ INBOX_SIZE = 4_096
 CONTROL_MAX_LINE = 4 * 1024 * 1024
 #: Most concurrent control connections.
 CONTROL_MAX_CLIENTS = 64
+
+# --- QUIC -----------------------------------------------------------------------------------
+# The reference has no QUIC transport; docs/quic.md specifies ours. Every value here is ours.
+
+#: QUIC ``max_idle_timeout``: a connection that receives nothing for this long is dead (the
+#: peer crashed or the path broke). Keepalive PINGs keep a quiet but live session up; the
+#: session's own IDLE_TIMEOUT (no messages either way) still applies on top.
+QUIC_IDLE_TIMEOUT = 60.0
+#: PING interval on an established connection: a quarter of QUIC_IDLE_TIMEOUT (a lost PING or
+#: two does not kill the connection) and under common NAT UDP binding timeouts (~30 s).
+QUIC_KEEPALIVE_INTERVAL = 15.0
+#: Largest UDP payload we send. 1,350 bytes fits every path with an MTU of 1,400 or more
+#: (IPv6 and common tunnels); QUIC's own minimum is 1,200.
+QUIC_MAX_DATAGRAM_SIZE = 1_350
+#: Sum of the lengths of messages a sender may have unacknowledged on one connection (sent,
+#: and not yet reported delivered by the receiver). The receiver closes a connection whose
+#: undelivered claimed lengths exceed it: it is also each connection's receive-memory bound.
+#: 16 MiB holds one maximal message (MESSAGE_MAX_SIZE) plus the small-message reserve.
+QUIC_SEND_WINDOW = 16 * 1024 * 1024
+#: Part of QUIC_SEND_WINDOW that only small messages may use, so that bulk transfers never make
+#: a small message wait for credit.
+QUIC_SMALL_RESERVE = 2 * 1024 * 1024
+#: A "small" message: one Noise chunk. It is written to QUIC whole; larger ones are fed in
+#: slices of one chunk as QUIC sends them.
+QUIC_SMALL_MESSAGE = NOISE_MAX_PLAINTEXT
+#: Most message streams one side may have open towards the other (each message is a stream,
+#: open until the receiver acknowledges delivery). A receiver closes a connection on which the
+#: peer opens more. Below QUIC's own stream credit (aioquic 128, qh3 100), which lags a little.
+QUIC_MAX_STREAMS = 64
+#: Stream slots (out of QUIC_MAX_STREAMS) only small messages may use.
+QUIC_SMALL_STREAMS_RESERVE = 16
+#: Bulk feeding: top a large message's QUIC send queue up to this many unsent bytes. Small
+#: enough that a small message written meanwhile goes out within a couple of packets' time;
+#: large enough to keep the congestion window full between two wakeups.
+QUIC_BULK_QUEUE = 128 * 1024
+#: Bulk feeding stops while this many bytes are in flight (sent, unacknowledged) on the
+#: connection: bulk data then never fills the path's queues so much that a small message must
+#: wait behind it. On loopback the receiver's CPU is the bottleneck and this is ~2 ms of work.
+QUIC_BULK_IN_FLIGHT = 192 * 1024
+#: QUIC connection flow-control window (``initial_max_data``). Twice QUIC_SEND_WINDOW: our own
+#: window, not QUIC credit, is what limits a sender, so a large transfer never exhausts the
+#: connection's credit and blocks small messages.
+QUIC_MAX_DATA = 2 * QUIC_SEND_WINDOW
+#: QUIC per-stream window (``initial_max_stream_data``); a stream's credit is also capped at
+#: QUIC_STREAM_MAX_BYTES, the most a one-message stream can ever carry.
+QUIC_MAX_STREAM_DATA = 1024 * 1024
+#: The most bytes one message stream carries: a 22-byte length frame, then per chunk of up to
+#: NOISE_MAX_PLAINTEXT bytes 2 + 16 bytes of framing and tag.
+QUIC_STREAM_MAX_BYTES = (
+    22 + MESSAGE_MAX_SIZE + 18 * ((MESSAGE_MAX_SIZE + NOISE_MAX_PLAINTEXT - 1) // NOISE_MAX_PLAINTEXT)
+)
+#: Application-stream bytes a responder holds while it waits for the initiator's last handshake
+#: message (the initiator may send right behind it; packets can be reordered).
+QUIC_EARLY_DATA_MAX = 64 * 1024
+#: Connections in handshake on one listener above which a new client must first prove its
+#: address with a Retry round trip (RFC 9000 §8.1.2). Below it Retry costs a round trip for
+#: nothing: QUIC's anti-amplification limit (3x) already bounds what we send unvalidated.
+QUIC_RETRY_THRESHOLD = 32
+#: Connections in handshake (QUIC + Noise) on one listener; Initials beyond are dropped.
+QUIC_MAX_PENDING_HANDSHAKES = MAX_PENDING_HANDSHAKES
+#: Connections one listener holds (sessions and handshakes).
+QUIC_MAX_CONNECTIONS = MAX_PEERS + MAX_PENDING_HANDSHAKES
+#: A Retry token is valid this long: one round trip, with a wide margin.
+QUIC_RETRY_TOKEN_LIFETIME = 10.0
+#: UDP socket buffers we ask the kernel for (it may cap them, e.g. net.core.rmem_max).
+QUIC_SOCKET_BUFFER = 1024 * 1024
+#: Datagrams read per socket wakeup before the connections are flushed (bounds the time one
+#: busy socket holds the event loop).
+QUIC_RECV_BURST = 64

@@ -8,6 +8,7 @@ tests) use :meth:`Node.request`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import time
 from dataclasses import dataclass, field
@@ -130,7 +131,7 @@ class Node:
                 )
                 self.listening["ws"] = (host, ports["ws"])
         except OSError as e:
-            await self.aclose()
+            await self._stop_listening()
             proto = "ws" if "tcp" in self.listening else "tcp"
             if e.errno == errno.EADDRINUSE:
                 raise NodeStartError(
@@ -141,21 +142,23 @@ class Node:
             ) from None
         log.info("node up", name=self.name, listening=self.listening)
 
-    async def aclose(self) -> None:
-        """Stop listening, close sessions, report queued and outstanding messages."""
+    async def _stop_listening(self) -> None:
         if self._tcp_server is not None:
             self._tcp_server.close()
         if self._ws_server is not None:
             self._ws_server.close(close_connections=True)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    await self._ws_server.wait_closed()
+
+    async def aclose(self) -> None:
+        """Stop listening, close sessions, report queued and outstanding messages."""
+        if self._tcp_server is not None:
+            self._tcp_server.close()
         await self.peers.aclose()
         self._tracker.fail_all("node shutting down")
         await self._sup.aclose()
-        if self._ws_server is not None:
-            try:
-                async with asyncio.timeout(2):
-                    await self._ws_server.wait_closed()
-            except TimeoutError:
-                pass
+        await self._stop_listening()
         log.info("node down", name=self.name)
 
     # --- inbound connections ---------------------------------------------------------------

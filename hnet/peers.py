@@ -3,8 +3,8 @@
 - The first message to a peer dials it; messages queue (bounded) until connected and are
   then written in order. If dialling fails, every queued message goes back to its sender as
   ``SendError{Offline}``: nothing is dropped silently.
-- A new handshake from a peer replaces its old session (except the loser of a simultaneous
-  open, below).
+- A new handshake from a peer replaces its old session. When both sides dial each other at
+  once (simultaneous open) the dial of the smaller name wins on both ends.
 - At most ``max_peers`` peers; adding one past the bound evicts the least recently active.
 - Inbound bytes are decoded here once for every transport: a message that does not decode,
   whose source node is not the authenticated peer ("spoofed source"), or whose source process
@@ -158,6 +158,7 @@ class PeerManager:
             self._sup.spawn(self._dial(peer, via), name=f"dial {name}")
 
     async def _dial(self, peer: Peer, via: str | None) -> None:
+        started = time.monotonic()
         try:
             session = await self._dialer(peer.name, via)
         except DialError as e:
@@ -168,7 +169,18 @@ class PeerManager:
             session.abort("peer gone while dialling")
             await self._fail_queue(peer, "peer evicted while dialling")
             return
-        self._install(peer, session)
+        current = peer.session
+        if (
+            current is not None
+            and not current.closed
+            and current.created >= started
+            and self.our_name > peer.name
+        ):
+            # Simultaneous open: the peer's session arrived while we dialled, and the
+            # smaller name's dial wins; it is theirs, so keep it and drop ours.
+            session.abort("simultaneous open, the peer's session kept")
+        else:
+            self._install(peer, session)
         await self._flush(peer)
 
     async def _fail_queue(self, peer: Peer, reason: str) -> None:
@@ -202,22 +214,16 @@ class PeerManager:
         peer = self._peers.get(session.peer_name)
         if peer is None:
             peer = self._add(Peer(name=session.peer_name))
-        elif self._loses_simultaneous_open(peer, session):
-            log.info("simultaneous open: keeping our session", peer=peer.name)
-            session.abort("simultaneous open, other session kept")
+        elif peer.dialling and self.our_name < peer.name:
+            # Simultaneous open: both sides dial at once. The smaller name's dial wins on both
+            # ends (see _dial), so while we dial we refuse theirs.
+            log.info("simultaneous open: refusing the peer's session", peer=peer.name)
+            session.abort("simultaneous open, our dial wins")
             return
         self._install(peer, session)
         if peer.dialling and peer.queue:
             # An inbound session arrived while we dialled: use it now.
             self._sup.spawn(self._flush(peer), name=f"flush {peer.name}")
-
-    def _loses_simultaneous_open(self, peer: Peer, inbound: Session) -> bool:
-        """Both sides dialled at once: keep the session initiated by the smaller name."""
-        old = peer.session
-        if old is None or old.closed or not old.initiator:
-            return False
-        young = inbound.created - old.created < limits.HANDSHAKE_TIMEOUT
-        return young and self.our_name < peer.name
 
     def _install(self, peer: Peer, session: Session) -> None:
         old = peer.session

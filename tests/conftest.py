@@ -40,7 +40,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     for n in names:
         c.start(n)
     try:
-        asyncio.run(asyncio.wait_for(asyncio.gather(*(c.wait_ready(n) for n in names)), 30))
+
+        async def ready() -> None:
+            async with asyncio.timeout(30):
+                await asyncio.gather(*(c.wait_ready(n) for n in names))
+
+        asyncio.run(ready())
         yield c
     finally:
         c.stop_all()

@@ -16,7 +16,18 @@ from websockets.exceptions import ConnectionClosed
 from hnet import keys
 from hnet.cluster import Cluster, free_port
 from hnet.wire import Address, KernelMessage, Request, encode_kernel_message
-from hns import Registry
+from hns import (
+    HYPERMAP_CHAIN_ID,
+    HYPERMAP_FIRST_BLOCK,
+    LogCache,
+    LogMeta,
+    LogsMetadata,
+    Registry,
+    namehash,
+    note_log,
+    write_log_cache,
+)
+from hns.cacher import timestamp_str
 
 from .attacker import RawTcpPeer, claim_length, register_attacker
 from .conftest import run_cli
@@ -228,6 +239,18 @@ def test_restarted_peer_gets_a_new_session(cluster: Cluster) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+def _append_notes(registry: Path, name: str, notes: list[tuple[str, bytes]]) -> None:
+    """Write notes as one new block, as the chain would (our CLI refuses a portless node)."""
+    last = Registry(registry).load().last_block or HYPERMAP_FIRST_BLOCK
+    block = last + 1
+    logs = [
+        note_log(namehash(name), label, value, LogMeta(block, b"\1" * 32, b"\2" * 32, 0, i))
+        for i, (label, value) in enumerate(notes)
+    ]
+    md = LogsMetadata(str(HYPERMAP_CHAIN_ID), str(block), str(block), timestamp_str(), "t", "")
+    write_log_cache(registry, LogCache(metadata=md, logs=logs))
+
+
 def test_node_refuses_to_start(tmp_path: Path) -> None:
     c = Cluster(tmp_path)
     n = c.add("zed.os")
@@ -268,12 +291,7 @@ def test_node_refuses_to_start(tmp_path: Path) -> None:
     assert res.returncode == 1 and "is taken" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     # no port for any transport
-    Registry(c.registry).register(
-        "zed.os",
-        keys.public_bytes(keys.read_keyfile(n.keyfile)),
-        ip="127.0.0.1",
-        ports={"tcp": 0, "ws": 0},
-    )
+    _append_notes(c.registry, "zed.os", [("~tcp-port", b"\0\0"), ("~ws-port", b"\0\0")])
     res = run_cli(
         "node",
         "--name",

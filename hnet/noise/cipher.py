@@ -26,10 +26,11 @@ class CipherState:
     decryption leaves it unchanged (the caller must drop the session anyway).
     """
 
-    __slots__ = ("_aead", "_n")
+    __slots__ = ("_aead", "_key", "_n")
 
     def __init__(self, key: bytes | None = None) -> None:
         self._aead: ChaCha20Poly1305 | None = None
+        self._key: bytes | None = None
         self._n = 0
         if key is not None:
             self.initialize_key(key)
@@ -38,8 +39,19 @@ class CipherState:
         """Set a new key and reset the nonce to 0 (``InitializeKey``)."""
         if len(key) != KEYLEN:
             raise NoiseError(f"cipher key must be {KEYLEN} bytes, got {len(key)}")
-        self._aead = ChaCha20Poly1305(bytes(key))
+        self._key = bytes(key)
+        self._aead = ChaCha20Poly1305(self._key)
         self._n = 0
+
+    def export_key(self) -> bytes:
+        """The raw 32-byte key, read-only, as input keying material for sub-key derivation.
+
+        Used by the QUIC transport to derive per-stream keys from the ``Split()`` keys
+        (docs/quic.md). A key used for derivation must not also encrypt. Never log it.
+        """
+        if self._key is None:
+            raise NoiseError("cipher has no key")
+        return self._key
 
     @property
     def has_key(self) -> bool:
