@@ -3,7 +3,7 @@
 The embedded source is a local registry directory (:class:`hns.Registry`). The directory is
 re-read when it changes (its mtime moves on every atomic registration), checked at most every
 ``REFRESH_INTERVAL`` seconds on hits and on every miss, so names registered after the node
-started are found. ``HnsUpdate`` NetActions from local callers overlay the source.
+started are found; an unknown name re-checks at once. ``HnsUpdate`` NetActions from local callers overlay the source.
 """
 
 from __future__ import annotations
@@ -26,32 +26,35 @@ class Pki:
         self.source = f"registry {registry.path}"
         self._records: dict[str, NodeRecord] = {}
         self._overlay: dict[str, NodeRecord] = {}
-        self._mtime: int | None = None
+        self._seen: tuple[int, int] | None = None
         self._checked = 0.0
         self.refresh(force=True)
 
     def __len__(self) -> int:
         return len(self._records.keys() | self._overlay.keys())
 
+    def _signature(self) -> tuple[int, int] | None:
+        """Changes whenever a registration lands (a new file renamed into the directory)."""
+        try:
+            st = os.stat(self._registry.path)
+            return (st.st_mtime_ns, len(os.listdir(self._registry.path)))
+        except OSError:
+            return None
+
     def refresh(self, force: bool = False) -> None:
         """Re-read the source if it changed (errors are logged, the old view kept)."""
-        now = time.monotonic()
-        if not force and now - self._checked < REFRESH_INTERVAL / 10:
-            return
-        self._checked = now
-        try:
-            mtime = os.stat(self._registry.path).st_mtime_ns
-        except OSError:
-            mtime = None
-        if mtime == self._mtime and not force:
+        self._checked = time.monotonic()
+        signature = self._signature()
+        if signature == self._seen and not force:
             return
         try:
             self._records = self._registry.load().records()
-            self._mtime = mtime
+            self._seen = signature
         except RegistryError as e:
             log.warning("registry unreadable; keeping the previous view", error=str(e))
 
     def record(self, name: str) -> NodeRecord | None:
+        """``name``'s record; a miss re-checks the source at once, a hit every 0.5 s."""
         if time.monotonic() - self._checked >= REFRESH_INTERVAL:
             self.refresh()
         rec = self._overlay.get(name) or self._records.get(name)

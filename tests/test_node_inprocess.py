@@ -1,0 +1,231 @@
+"""Nodes in one event loop over real loopback sockets: delivery, errors, bounds, NetActions."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from hns import Registry
+from hnet import keys
+from hnet.cluster import free_port
+from hnet.handshake import PeerHandshake
+from hnet.node import Node, NodeConfig
+from hnet.pki import Pki
+from hnet.requests import SendFailed
+from hnet.transport import tcp as tcp_transport
+from hnet.wire import (
+    Address,
+    Diagnostics,
+    GetDiagnostics,
+    GetPeer,
+    GetPeers,
+    LazyLoadBlob,
+    Peer,
+    Peers,
+    ResponseMessage,
+    SendErrorKind,
+    Sign,
+    Signed,
+    Verified,
+    Verify,
+    decode_net_response,
+    encode_net_action,
+)
+
+
+class Net:
+    """Registers names in one registry and builds Nodes on it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.registry = Registry(root / "registry")
+        self.keys: dict[str, object] = {}
+        self.nodes: list[Node] = []
+
+    def register(self, name: str, transports: tuple[str, ...] = ("tcp", "ws")):
+        key = keys.generate()
+        self.keys[name] = key
+        self.registry.register(
+            name, keys.public_bytes(key), ip="127.0.0.1", ports={t: free_port() for t in transports}
+        )
+        return key
+
+    async def node(self, name: str, **kw: object) -> Node:
+        key = self.keys.get(name) or self.register(name)
+        cfg = NodeConfig(name=name, key=key, home=self.root / name, **kw)  # type: ignore[arg-type]
+        n = Node(cfg, Pki(self.registry))
+        await n.start()
+        self.nodes.append(n)
+        return n
+
+    async def close(self) -> None:
+        for n in self.nodes:
+            await n.aclose()
+
+
+@pytest.fixture
+async def net(tmp_path: Path):
+    n = Net(tmp_path)
+    try:
+        yield n
+    finally:
+        await n.close()
+
+
+async def hello(node: Node, target: str, via: str | None = None, timeout: float = 5.0):
+    return await node.request(Address.net(target), b"hi", via=via, timeout=timeout)
+
+
+async def local(node: Node, action: object, blob: LazyLoadBlob | None = None):
+    reply = await node.request(
+        Address.net(node.name),
+        encode_net_action(action),
+        blob=blob,  # type: ignore[arg-type]
+    )
+    msg = reply.message.message
+    assert isinstance(msg, ResponseMessage)
+    return decode_net_response(msg.response.body), reply.message.lazy_load_blob
+
+
+async def test_hello_ack_over_each_transport(net: Net) -> None:
+    a = await net.node("a.os")
+    await net.node("b.os")
+    for via in ("tcp", "ws", None):
+        reply = await hello(a, "b.os", via)
+        msg = reply.message.message
+        assert isinstance(msg, ResponseMessage) and msg.response.body == b"ack"
+        assert reply.via == (via or "ws")  # no --via: the current session is reused
+        assert str(reply.message.source) == "b.os@net:distro:sys"
+
+
+async def test_local_net_actions(net: Net) -> None:
+    a = await net.node("a.os")
+    await net.node("b.os")
+    await hello(a, "b.os")
+    peers, _ = await local(a, GetPeers())
+    assert isinstance(peers, Peers) and [i.name for i in peers.identities] == ["b.os"]
+    peer, _ = await local(a, GetPeer("b.os"))
+    assert isinstance(peer, Peer) and peer.identity is not None
+    assert peer.identity.networking_key == keys.public_bytes(net.keys["b.os"]).hex()
+    none, _ = await local(a, GetPeer("nobody.os"))
+    assert none == Peer(None)
+    diag, _ = await local(a, GetDiagnostics())
+    assert isinstance(diag, Diagnostics) and "b.os" in diag.text
+    signed, blob = await local(a, Sign(), LazyLoadBlob(None, b"data"))
+    assert isinstance(signed, Signed) and blob is not None
+    source = Address.parse("a.os@ping:hnet:sys")
+    assert keys.verify(
+        keys.public_bytes(net.keys["a.os"]), blob.bytes, str(source).encode() + b"data"
+    )
+    ok, _ = await local(a, Verify(source, blob.bytes), LazyLoadBlob(None, b"data"))
+    assert ok == Verified(True)
+    bad, _ = await local(a, Verify(source, blob.bytes), LazyLoadBlob(None, b"other"))
+    assert bad == Verified(False)
+
+
+async def test_queued_messages_to_a_down_node_all_come_back_offline(net: Net) -> None:
+    a = await net.node("a.os")
+    net.register("down.os")
+    results = await asyncio.gather(
+        *(hello(a, "down.os") for _ in range(10)), return_exceptions=True
+    )
+    assert all(isinstance(r, SendFailed) and r.kind is SendErrorKind.OFFLINE for r in results)
+    assert "connection refused" in str(results[0])
+    assert len(a.peers) == 0
+
+
+async def test_silent_peer_gives_timeout(net: Net) -> None:
+    """A peer that completes the handshake but never answers: the sender gets Timeout."""
+    a = await net.node("a.os")
+    skey = net.register("silent.os", ("tcp",))
+    port = net.registry.resolve("silent.os").ports["tcp"]
+    pki = Pki(net.registry)
+    held: list[object] = []
+
+    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hs = PeerHandshake(
+            initiator=False, our_name="silent.os", signing_key=skey, lookup=pki.networking_key
+        )
+        held.append(await tcp_transport.accept(reader, writer, hs))
+        await reader.read()  # read and ignore until closed
+
+    server = await asyncio.start_server(on_conn, "127.0.0.1", port)
+    try:
+        with pytest.raises(SendFailed) as e:
+            await hello(a, "silent.os", timeout=0.5)
+        assert e.value.kind is SendErrorKind.TIMEOUT
+    finally:
+        server.close()
+
+
+async def test_max_peers_evicts_least_recently_active(net: Net) -> None:
+    a = await net.node("a.os", max_peers=2)
+    for n in ("b.os", "c.os", "d.os"):
+        await net.node(n)
+    await hello(a, "b.os")
+    await hello(a, "c.os")
+    await hello(a, "b.os")  # b is now more recent than c
+    await hello(a, "d.os")  # evicts c
+    assert sorted(i.name for i in a.peers.infos()) == ["b.os", "d.os"]
+    await hello(a, "c.os")  # redials; evicts b (least recent)
+    assert sorted(i.name for i in a.peers.infos()) == ["c.os", "d.os"]
+
+
+async def test_new_handshake_replaces_old_session(net: Net) -> None:
+    a = await net.node("a.os")
+    b = await net.node("b.os")
+    await hello(a, "b.os", "tcp")
+    first = b.peers.session("a.os")
+    assert first is not None
+    await hello(a, "b.os", "ws")  # a dials again over ws: b's tcp session is replaced
+    second = b.peers.session("a.os")
+    assert second is not None and second is not first and second.transport == "ws"
+    await asyncio.sleep(0.05)
+    assert first.closed
+    # a restarted b: a's next hello redials and succeeds
+    await b.aclose()
+    net.nodes.remove(b)
+    await net.node("b.os")
+    reply = await hello(a, "b.os", "tcp")
+    assert reply.via == "tcp"
+
+
+async def test_shutdown_reports_outstanding_requests(net: Net) -> None:
+    a = await net.node("a.os")
+    # a TCP listener that accepts and never answers the handshake: the dial hangs
+    net.register("tarpit.os", ("tcp",))
+    port = net.registry.resolve("tarpit.os").ports["tcp"]
+    conns: list[asyncio.StreamWriter] = []
+
+    async def tarpit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conns.append(writer)
+
+    server = await asyncio.start_server(tarpit, "127.0.0.1", port)
+    try:
+        pending = asyncio.ensure_future(hello(a, "tarpit.os", timeout=30))
+        await asyncio.sleep(0.2)
+        assert not pending.done()
+        await a.aclose()
+        net.nodes.remove(a)
+        with pytest.raises(SendFailed) as e:
+            await asyncio.wait_for(pending, 5)
+        assert e.value.kind is SendErrorKind.OFFLINE and "shutting down" in e.value.reason
+    finally:
+        server.close()
+        for w in conns:
+            w.close()
+
+
+async def test_handshake_deadline_on_tarpit(net: Net) -> None:
+    a = await net.node("a.os", handshake_timeout=0.3)
+    net.register("tarpit.os", ("tcp",))
+    port = net.registry.resolve("tarpit.os").ports["tcp"]
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", port)
+    try:
+        with pytest.raises(SendFailed) as e:
+            await hello(a, "tarpit.os", timeout=5)
+        assert e.value.kind is SendErrorKind.OFFLINE and "timed out" in e.value.reason
+    finally:
+        server.close()
