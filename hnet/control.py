@@ -2,7 +2,8 @@
 
 Requests are one JSON object per line (``{"op": ...}``), answered by one JSON object per line.
 Operations: ``status``, ``ping`` (one hello to ``NAME@net:distro:sys``), ``burst`` (many
-hellos, for benchmarks), ``peers``, ``diag``, ``stop``. Lines are capped at ``CONTROL_MAX_LINE``; clients at ``CONTROL_MAX_CLIENTS``.
+hellos, for benchmarks), ``peers``, ``diag``, ``stop``. Lines are capped at
+``CONTROL_MAX_LINE``; clients at ``CONTROL_MAX_CLIENTS``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The node's PKI: HNS records by name, read from a record source and kept fresh.
 
-The embedded source is a local registry directory (:class:`hns.Registry`). The directory is
-re-read when it changes (its mtime moves on every atomic registration), checked at most every
-``REFRESH_INTERVAL`` seconds on hits and on every miss, so names registered after the node
-started are found; an unknown name re-checks at once. ``HnsUpdate`` NetActions from local callers overlay the source.
+The embedded source is a local registry directory (:class:`hns.Registry`). It is re-read when
+it changes (every registration renames a new file into it, moving its mtime and file count):
+checked every ``REFRESH_INTERVAL`` seconds on hits and at once on every miss, so names
+registered after the node started are found. ``HnsUpdate`` NetActions from local callers
+overlay the source.
 """
 
 from __future__ import annotations
