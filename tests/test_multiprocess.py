@@ -199,6 +199,27 @@ def test_spoofed_source_is_cut_off(cluster: Cluster) -> None:
         await p.send_message(encode_kernel_message(spoofed))
         assert await p.closed_by_peer(), "spoofed source not cut off"
         p.close()
+        # a source process that is not hypermap-safe (upper case, underscore)
+        p = await RawTcpPeer.connect(
+            host,
+            port,
+            our_name="mallory2.os",
+            key=mkey,
+            target="alice.os",
+            registry_path=cluster.registry,
+        )
+        unsafe = KernelMessage(
+            id=3,
+            source=Address.parse("mallory2.os@Evil_proc:chat:template.os"),
+            target=Address.net("alice.os"),
+            rsvp=None,
+            message=Request(False, 5, b"hi", None, ()),
+            lazy_load_blob=None,
+        )
+        assert not unsafe.source.process.is_hypermap_safe()
+        await p.send_message(encode_kernel_message(unsafe))
+        assert await p.closed_by_peer(), "non-hypermap-safe source not cut off"
+        p.close()
         await _still_serves(cluster)
 
     asyncio.run(main())

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from hns import Registry
 from hnet import keys
 from hnet.cluster import free_port
 from hnet.handshake import PeerHandshake
@@ -33,6 +32,7 @@ from hnet.wire import (
     decode_net_response,
     encode_net_action,
 )
+from hns import Registry
 
 
 class Net:
@@ -229,3 +229,20 @@ async def test_handshake_deadline_on_tarpit(net: Net) -> None:
         assert e.value.kind is SendErrorKind.OFFLINE and "timed out" in e.value.reason
     finally:
         server.close()
+
+
+async def test_idle_sessions_are_closed(net: Net) -> None:
+    a = await net.node("a.os", idle_timeout=0.3)
+    b = await net.node("b.os")
+    await hello(a, "b.os", "tcp")
+    session = a.peers.session("b.os")
+    assert session is not None
+    async with asyncio.timeout(5):
+        while not session.closed:
+            await asyncio.sleep(0.05)
+    assert session.close_reason == "idle"
+    assert a.peers.session("b.os") is None
+    # and the peer notices the close too
+    async with asyncio.timeout(5):
+        while b.peers.session("a.os") is not None:
+            await asyncio.sleep(0.05)
