@@ -112,8 +112,8 @@ QUIC_MAX_DATA = 2 * QUIC_SEND_WINDOW
 QUIC_MAX_STREAM_DATA = 1024 * 1024
 #: The most bytes one message stream carries: a 22-byte length frame, then per chunk of up to
 #: NOISE_MAX_PLAINTEXT bytes 2 + 16 bytes of framing and tag.
-QUIC_STREAM_MAX_BYTES = (
-    22 + MESSAGE_MAX_SIZE + 18 * ((MESSAGE_MAX_SIZE + NOISE_MAX_PLAINTEXT - 1) // NOISE_MAX_PLAINTEXT)
+QUIC_STREAM_MAX_BYTES = 22 + MESSAGE_MAX_SIZE + 18 * (
+    (MESSAGE_MAX_SIZE + NOISE_MAX_PLAINTEXT - 1) // NOISE_MAX_PLAINTEXT
 )
 #: Application-stream bytes a responder holds while it waits for the initiator's last handshake
 #: message (the initiator may send right behind it; packets can be reordered).
