@@ -95,17 +95,47 @@ class Session(abc.ABC):
         return f"{self.peer_name} via {self.transport} ({self.remote})"
 
 
-def idle_remaining(session: Session, idle_timeout: float) -> float:
-    """Seconds until ``session`` counts as idle (no traffic either way)."""
-    return session.last_activity + idle_timeout - time.monotonic()
+class IdleWatchdog:
+    """Aborts a session once it has had no traffic either way for ``idle_timeout`` seconds.
+
+    One timer per session, re-armed only when it fires: the per-message cost is the
+    ``touch()`` timestamp, not a timer per read.
+    """
+
+    def __init__(self, session: Session, idle_timeout: float) -> None:
+        self._session = session
+        self._timeout = idle_timeout
+        self._loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = None
+        self._arm(idle_timeout)
+
+    def _arm(self, delay: float) -> None:
+        self._handle = self._loop.call_later(max(delay, 0.001), self._fire)
+
+    def _fire(self) -> None:
+        s = self._session
+        if s.closed:
+            return
+        remaining = s.last_activity + self._timeout - time.monotonic()
+        if remaining <= 0:
+            s.abort("idle")
+        else:
+            self._arm(remaining)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
 
 
 async def read_with_idle(
     session: Session, read: Callable[[], Awaitable[bytes]], idle_timeout: float
 ) -> bytes | None:
-    """One read, or None when the session has been idle ``idle_timeout`` seconds."""
+    """One read, or None once the session has been idle ``idle_timeout`` seconds.
+
+    Arms a timer per read; hot paths use :class:`IdleWatchdog` instead.
+    """
     while True:
-        remaining = idle_remaining(session, idle_timeout)
+        remaining = session.last_activity + idle_timeout - time.monotonic()
         if remaining <= 0:
             return None
         try:

@@ -17,10 +17,10 @@ from hnet.handshake import NOISE_E_LEN, PeerHandshake
 from hnet.noise import CipherState
 from hnet.session import (
     Deliver,
+    IdleWatchdog,
     Session,
     SessionClosed,
     SessionError,
-    read_with_idle,
     run_handshake,
 )
 
@@ -100,14 +100,10 @@ class TcpSession(Session):
             raise SessionClosed(str(e)) from None
 
     async def run(self, deliver: Deliver, idle_timeout: float) -> None:
+        watchdog = IdleWatchdog(self, idle_timeout)
         try:
             while not self.closed:
-                data = await read_with_idle(
-                    self, lambda: self._reader.read(READ_SIZE), idle_timeout
-                )
-                if data is None:
-                    self.abort("idle")
-                    return
+                data = await self._reader.read(READ_SIZE)
                 if not data:
                     self.abort("closed by peer")
                     return
@@ -123,6 +119,7 @@ class TcpSession(Session):
         except (ConnectionError, OSError) as e:
             self.abort(f"read failed: {e}")
         finally:
+            watchdog.cancel()
             self.abort(self.close_reason or "done")
 
     def abort(self, reason: str) -> None:

@@ -20,10 +20,10 @@ from hnet.handshake import PeerHandshake
 from hnet.noise import CipherState
 from hnet.session import (
     Deliver,
+    IdleWatchdog,
     Session,
     SessionClosed,
     SessionError,
-    read_with_idle,
     run_handshake,
 )
 
@@ -110,19 +110,17 @@ class WsSession(Session):
         self.touch()
 
     async def run(self, deliver: Deliver, idle_timeout: float) -> None:
+        watchdog = IdleWatchdog(self, idle_timeout)
         try:
             while not self.closed:
                 try:
-                    data = await read_with_idle(self, lambda: recv_binary(self._ws), idle_timeout)
+                    data = await recv_binary(self._ws)
                 except SessionClosed:
                     self.abort("closed by peer")
                     return
                 except SessionError as e:
                     self.abort(str(e))
                     raise
-                if data is None:
-                    self.abort("idle")
-                    return
                 self.touch()
                 try:
                     messages = self._core.feed_ws_message(data)
@@ -133,6 +131,7 @@ class WsSession(Session):
                     self.messages_in += 1
                     await deliver(self, m)
         finally:
+            watchdog.cancel()
             self.abort(self.close_reason or "done")
 
     def abort(self, reason: str) -> None:

@@ -1,0 +1,272 @@
+"""Shared pieces of the benchmark suite: identities, statistics, machine info, the table.
+
+Nothing here times anything; :mod:`bench.run` does. Kept free of hnet transport imports so a
+new benchmark module (QUIC, ...) can reuse it without pulling in the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hnet import keys
+from hnet.handshake import PeerHandshake
+
+LOOPBACK = "127.0.0.1"
+#: Bytes per MB in every throughput figure (decimal, as ``MB/s`` usually means).
+MB = 1_000_000
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+DEFAULT_JSON = BENCH_DIR / "results" / "latest.json"
+
+
+# --- identities -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identities:
+    """Two node identities that know each other's networking key (an in-memory HNS)."""
+
+    client_name: str
+    client_key: Ed25519PrivateKey
+    server_name: str
+    server_key: Ed25519PrivateKey
+
+    @classmethod
+    def generate(
+        cls, client: str = "bench-client.os", server: str = "bench-server.os"
+    ) -> Identities:
+        return cls(client, keys.generate(), server, keys.generate())
+
+    def lookup(self, name: str) -> bytes | None:
+        if name == self.client_name:
+            return keys.public_bytes(self.client_key)
+        if name == self.server_name:
+            return keys.public_bytes(self.server_key)
+        return None
+
+    def initiator(self) -> PeerHandshake:
+        return PeerHandshake(
+            initiator=True,
+            our_name=self.client_name,
+            signing_key=self.client_key,
+            lookup=self.lookup,
+            expected_peer=self.server_name,
+        )
+
+    def responder(self) -> PeerHandshake:
+        return PeerHandshake(
+            initiator=False,
+            our_name=self.server_name,
+            signing_key=self.server_key,
+            lookup=self.lookup,
+        )
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile ``q`` in [0, 100] (no interpolation; fine for >= 100 samples)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, round(q / 100 * len(ordered)))
+    return float(ordered[min(rank, len(ordered)) - 1])
+
+
+def spread(values: Sequence[float]) -> float:
+    """Relative spread of the rounds: (max - min) / median, a quick noise indicator."""
+    if len(values) < 2:
+        return 0.0
+    m = median(values)
+    return (max(values) - min(values)) / m if m else float("nan")
+
+
+# --- metrics and the table --------------------------------------------------------------------
+
+LATENCY = "latency"
+THROUGHPUT = "throughput"
+
+
+@dataclass
+class Metric:
+    """One benchmark's per-round values and how they compare with its raw yardstick.
+
+    ``kind`` is :data:`LATENCY` (value in µs per round trip; lower is better) or
+    :data:`THROUGHPUT` (value in MB/s; higher is better). ``yardstick`` names the raw metric it
+    is compared with, or is None for a yardstick itself.
+    """
+
+    key: str
+    label: str
+    kind: str
+    yardstick: str | None
+    per_round: list[float] = field(default_factory=list)
+    #: per-round detail (e.g. node RTT percentiles), same order as ``per_round``
+    details: list[dict[str, float]] = field(default_factory=list)
+    params: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def unit(self) -> str:
+        return "us/rt" if self.kind == LATENCY else "MB/s"
+
+    @property
+    def median(self) -> float:
+        return median(self.per_round)
+
+    def round_trips_per_s(self) -> list[float]:
+        return [1e6 / v for v in self.per_round] if self.kind == LATENCY else []
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``ours / raw`` for one metric: the median of per-round ratios (rounds are interleaved,
+    so each round's ratio cancels machine-wide drift) and the ratio of the medians."""
+
+    per_round: list[float]
+    median_of_ratios: float
+    ratio_of_medians: float
+
+
+def compare(ours: Metric, raw: Metric) -> Comparison:
+    """Latency ratio = ours/raw (above 1: slower); throughput ratio = ours/raw (below 1)."""
+    pairs = list(zip(ours.per_round, raw.per_round, strict=True))
+    ratios = [o / r for o, r in pairs if r > 0]
+    return Comparison(
+        per_round=ratios,
+        median_of_ratios=median(ratios),
+        ratio_of_medians=ours.median / raw.median if raw.median else float("nan"),
+    )
+
+
+def _fmt_value(v: float) -> str:
+    if v != v:  # NaN
+        return "-"
+    if v >= 1000:
+        return f"{v:,.0f}"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def format_table(metrics: Sequence[Metric], labels: dict[str, str]) -> str:
+    """A plain-text table: medians across rounds, round trips/s, ratio to the raw yardstick."""
+    by_key = {m.key: m for m in metrics}
+    header = ("benchmark", "median", "unit", "rt/s", "vs raw", "spread", "yardstick")
+    rows: list[tuple[str, ...]] = []
+    for m in metrics:
+        rts = m.round_trips_per_s()
+        rt_s = _fmt_value(median(rts)) if rts else ""
+        if m.yardstick is None:
+            vs, yard = "1 (raw)", ""
+        else:
+            raw = by_key[m.yardstick]
+            c = compare(m, raw)
+            vs = f"{c.median_of_ratios:.2f}x"
+            yard = labels.get(raw.key, raw.key)
+        rows.append(
+            (m.label, _fmt_value(m.median), m.unit, rt_s, vs, f"{spread(m.per_round):.0%}", yard)
+        )
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    right = {1, 3, 4, 5}
+
+    def line(cells: Sequence[str]) -> str:
+        out = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(out).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), sep, *(line(r) for r in rows)])
+
+
+# --- CPU pinning ------------------------------------------------------------------------------
+
+
+def pin_choice() -> int | None:
+    """The CPU to pin every benchmark process to, or None where there is nothing to pin.
+
+    Why pin at all: on a small VM a loopback round trip between two processes is bimodal. When
+    the scheduler puts them on different vCPUs each message wakes a halted vCPU (here ~4x slower
+    than on one CPU); unpinned, runs flip between the two modes and the 2-process figures are
+    noise. On one CPU the two sides take turns, as a ping-pong does anyway.
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    allowed = os.sched_getaffinity(0)
+    return max(allowed) if len(allowed) > 1 else None
+
+
+def pin(pid: int, cpu: int | None) -> None:
+    """Pin every thread of process ``pid`` (0: this one) to ``cpu``; None or no support: no-op.
+
+    Threads started later inherit the affinity of the thread that starts them.
+    """
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        return
+    pid = pid or os.getpid()
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        tids = [pid]
+    for tid in tids:
+        with contextlib.suppress(OSError):  # a thread may have just exited
+            os.sched_setaffinity(tid, {cpu})
+
+
+# --- machine ----------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info(loop_kind: str) -> dict[str, object]:
+    info: dict[str, object] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "loop": loop_kind,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    for dist in ("cryptography", "websockets", "uvloop"):
+        info[dist] = _version(dist)
+    with contextlib.suppress(OSError):
+        info["loadavg_at_start"] = list(os.getloadavg())
+    return info

@@ -1,0 +1,71 @@
+"""Profile one in-process benchmark of ``bench/run.py`` with cProfile.
+
+    python bench/profile_bench.py [KEY] [--n N] [--sort tottime|cumtime] [--top K]
+
+KEY is a benchmark key from the JSON (default ``noise_tcp_pingpong``); node benchmarks run in
+other processes and cannot be profiled from here. cProfile slows Python code several times
+over, so read the output as "where the time goes", not as a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.run import DEFAULT_PLAN, SETUP_TIMEOUT, Bench, NodeCluster, NodeHello, build
+from hnet import runtime
+
+
+async def profile(key: str, n: int, sort: str, top: int) -> str:
+    with tempfile.TemporaryDirectory(prefix="hnet-profile-") as tmp:
+        benches = build(NodeCluster(Path(tmp)))  # the node cluster is never started
+    candidates: dict[str, Bench] = {
+        b.metric.key: b for b in benches if not isinstance(b, NodeHello)
+    }
+    if key not in candidates:
+        raise SystemExit(f"unknown or unprofilable key {key!r}; one of: {', '.join(candidates)}")
+    bench = candidates[key]
+    plan = replace(DEFAULT_PLAN, pingpong_n=n, bulk_count=max(1, n // 500))
+    try:
+        async with asyncio.timeout(SETUP_TIMEOUT):
+            await bench.setup()
+        await bench.measure(plan.warmup())
+        plain, _ = await bench.measure(plan)
+        prof = cProfile.Profile()
+        prof.enable()
+        profiled, _ = await bench.measure(plan)
+        prof.disable()
+    finally:
+        await bench.aclose()
+    out = io.StringIO()
+    print(
+        f"{bench.metric.label}: {plain:.1f} {bench.metric.unit} unprofiled, "
+        f"{profiled:.1f} under cProfile",
+        file=out,
+    )
+    pstats.Stats(prof, stream=out).strip_dirs().sort_stats(sort).print_stats(top)
+    return out.getvalue()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("key", nargs="?", default="noise_tcp_pingpong")
+    p.add_argument("--n", type=int, default=5000, help="round trips (bulk: n/500 messages)")
+    p.add_argument("--sort", default="tottime", choices=["tottime", "cumtime"])
+    p.add_argument("--top", type=int, default=30)
+    args = p.parse_args()
+    print(runtime.run(profile(args.key, args.n, args.sort, args.top)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,950 @@
+"""hnet benchmarks: raw asyncio TCP (the yardstick) against our sessions and real nodes.
+
+    python bench/run.py [--rounds R] [--quick] [--json PATH] [--loop uvloop|asyncio]
+
+Every round runs each benchmark once, in turn (the starting point rotates each round so no
+benchmark always follows the same one); the report gives, per benchmark, the median across
+rounds and the ratio to its raw yardstick measured in the same rounds (median of the per-round
+ratios). See bench/README.md for what each line measures.
+
+Benchmarks (all on loopback):
+
+* raw TCP ping-pong, in-process: 64-byte messages with a u32 length prefix, asyncio streams,
+  echo server and client on one event loop. Yardstick for the in-process sessions.
+* Noise-TCP / Noise-WS session ping-pong: a :class:`TcpSession` / :class:`WsSession` pair in
+  this process (real Noise XX handshake, then ``send`` + ``run(deliver)``), 64-byte payloads.
+* raw TCP ping-pong, 2 processes: the same raw client against an echo server in its own
+  process (``bench/echo_server.py``). Yardstick for the node processes.
+* node hello/ack over TCP / WS: two ``hnet node`` processes per transport; the ``burst``
+  control op times each hello (64-byte body) inside the sending node, request to ack.
+* raw TCP bulk and Noise-TCP session bulk: 10 MB messages one way, an ack at the end; MB/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+if __package__ in (None, ""):  # run as a script: make ``bench`` and ``hnet`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+
+from bench.common import (
+    BENCH_DIR,
+    DEFAULT_JSON,
+    LATENCY,
+    LOOPBACK,
+    MB,
+    THROUGHPUT,
+    Identities,
+    Metric,
+    compare,
+    format_table,
+    machine_info,
+    median,
+    percentile,
+    pin,
+    pin_choice,
+)
+from hnet import runtime
+from hnet.cluster import Cluster
+from hnet.session import Session
+from hnet.transport import tcp as tcp_transport
+from hnet.transport import ws as ws_transport
+from hnet.wire import (
+    Address,
+    KernelMessage,
+    Request,
+    encode_kernel_message,
+)
+
+U32 = struct.Struct(">I")
+#: Same stream buffer limit as our TCP transport, so raw and ours read alike.
+READ_SIZE = tcp_transport.READ_SIZE
+PING_SIZE = 64
+HELLO_SIZE = 64
+#: Idle timeout of the benchmark sessions: they are never idle, it only has to be long.
+IDLE = 3600.0
+SETUP_TIMEOUT = 30.0
+#: Upper bound on any one measurement (a stuck benchmark fails the run instead of hanging it).
+MEASURE_TIMEOUT = 120.0
+CLOSE_TIMEOUT = 5.0
+
+
+class BenchError(Exception):
+    """A benchmark could not run or produced a wrong result; one line for the user."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds: int
+    pingpong_n: int  # round trips per round, in-process and 2-process raw
+    node_n: int  # hellos per round, per transport
+    bulk_count: int  # 10 MB messages per round, per bulk benchmark
+    bulk_size: int
+
+    def warmup(self) -> Plan:
+        return Plan(
+            rounds=1,
+            pingpong_n=max(50, self.pingpong_n // 10),
+            node_n=max(20, self.node_n // 10),
+            bulk_count=1,
+            bulk_size=self.bulk_size,
+        )
+
+
+#: About a minute on a 2-core machine: ~3.2 s a round, plus ~4 s to start the processes.
+DEFAULT_PLAN = Plan(rounds=19, pingpong_n=3000, node_n=600, bulk_count=20, bulk_size=10_000_000)
+#: About 15 s.
+QUICK_PLAN = Plan(rounds=7, pingpong_n=1500, node_n=300, bulk_count=8, bulk_size=10_000_000)
+
+
+class Bench(Protocol):
+    metric: Metric
+
+    async def setup(self) -> None: ...
+
+    async def measure(self, plan: Plan) -> tuple[float, dict[str, float]]:
+        """One round: (value in the metric's unit, per-round detail)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def nodelay(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+async def close_writer(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await writer.wait_closed()
+
+
+async def close_server(server: asyncio.Server | None) -> None:
+    if server is None:
+        return
+    server.close()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await server.wait_closed()
+
+
+# --- raw asyncio TCP (the yardsticks) ---------------------------------------------------------
+
+
+async def raw_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Echo ``[u32 len][bytes]`` messages until the peer closes."""
+    nodelay(writer)
+    readexactly = reader.readexactly
+    unpack = U32.unpack
+    try:
+        while True:
+            header = await readexactly(4)
+            body = await readexactly(unpack(header)[0])
+            writer.write(header + body)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def raw_sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Take ``[u32 len][bytes]`` messages; a zero length asks for the count so far (u32).
+
+    Reads ``READ_SIZE`` chunks, as :class:`TcpSession` does, and joins each message into one
+    ``bytes`` (what a receiver must hand on). ``readexactly(10 MB)`` would be the obvious code
+    but is 2-3x slower (the stream buffer pauses and resumes reading for every chunk), which
+    would flatter everything compared with it.
+    """
+    nodelay(writer)
+    read = reader.read
+    unpack_from = U32.unpack_from
+    count = 0
+    need = 0  # bytes still missing from the message in progress (0: between messages)
+    parts: list[bytes | memoryview] = []
+    tail = b""  # an incomplete length prefix
+    try:
+        while True:
+            data = await read(READ_SIZE)
+            if not data:
+                return
+            if tail:
+                data, tail = tail + data, b""
+            pos, end = 0, len(data)
+            while pos < end:
+                if need == 0:
+                    if end - pos < 4:
+                        tail = data[pos:]
+                        break
+                    (need,) = unpack_from(data, pos)
+                    pos += 4
+                    if need == 0:
+                        writer.write(U32.pack(count))
+                        await writer.drain()
+                        count = 0
+                        continue
+                take = min(need, end - pos)
+                parts.append(data if take == end else memoryview(data)[pos : pos + take])
+                pos += take
+                need -= take
+                if need == 0:
+                    message = b"".join(parts)
+                    parts = []
+                    count += bool(message)
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+async def raw_pingpong(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int, size: int
+) -> float:
+    """``n`` sequential round trips of a ``size``-byte message; seconds elapsed."""
+    message = U32.pack(size) + os.urandom(size)
+    write = writer.write
+    drain = writer.drain
+    readexactly = reader.readexactly
+    unpack = U32.unpack
+    t0 = time.perf_counter()
+    for _ in range(n):
+        write(message)
+        await drain()
+        body = await readexactly(unpack(await readexactly(4))[0])
+    elapsed = time.perf_counter() - t0
+    if len(body) != size:
+        raise BenchError(f"raw echo returned {len(body)} bytes, not {size}")
+    return elapsed
+
+
+class RawPingPong:
+    """Raw streams ping-pong against an echo server in this process."""
+
+    def __init__(self) -> None:
+        self.metric = Metric(
+            "raw_tcp_pingpong",
+            "raw TCP ping-pong (in-process)",
+            LATENCY,
+            None,
+            params={"message_bytes": PING_SIZE, "framing": "u32 length prefix", "io": "streams"},
+        )
+        self._server: asyncio.Server | None = None
+        self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def setup(self) -> None:
+        self._server = await asyncio.start_server(raw_echo, LOOPBACK, 0, limit=READ_SIZE)
+        port = self._server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection(LOOPBACK, port, limit=READ_SIZE)
+        nodelay(writer)
+        self._conn = (reader, writer)
+
+    async def measure(self, plan: Plan) -> tuple[float, dict[str, float]]:
+        assert self._conn is not None
+        elapsed = await raw_pingpong(*self._conn, plan.pingpong_n, PING_SIZE)
+        return elapsed / plan.pingpong_n * 1e6, {}
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            await close_writer(self._conn[1])
+        await close_server(self._server)
+
+
+class RawPingPongRemote:
+    """Raw streams ping-pong against ``bench/echo_server.py`` in its own process."""
+
+    def __init__(self, cpu: int | None) -> None:
+        self.cpu = cpu
+        self.metric = Metric(
+            "raw_tcp_pingpong_2proc",
+            "raw TCP ping-pong (2 processes)",
+            LATENCY,
+            None,
+            params={"message_bytes": PING_SIZE, "framing": "u32 length prefix", "io": "streams"},
+        )
+        self._proc: asyncio.subprocess.Process | None = None
+        self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def setup(self) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(BENCH_DIR / "echo_server.py"),
+            "--host",
+            LOOPBACK,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,  # stopped by us (stdin EOF, then kill), not by Ctrl-C
+        )
+        pin(self._proc.pid, self.cpu)
+        assert self._proc.stdout is not None
+        line = await self._proc.stdout.readline()  # the caller bounds setup in time
+        if not line.startswith(b"PORT "):
+            raise BenchError(f"echo server did not start (said {line!r})")
+        port = int(line.split()[1])
+        reader, writer = await asyncio.open_connection(LOOPBACK, port, limit=READ_SIZE)
+        nodelay(writer)
+        self._conn = (reader, writer)
+
+    async def measure(self, plan: Plan) -> tuple[float, dict[str, float]]:
+        assert self._conn is not None
+        elapsed = await raw_pingpong(*self._conn, plan.pingpong_n, PING_SIZE)
+        return elapsed / plan.pingpong_n * 1e6, {}
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            await close_writer(self._conn[1])
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()  # the server exits on stdin EOF
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await proc.wait()
+
+
+class RawBulk:
+    """Raw streams, ``bulk_count`` messages of ``bulk_size`` bytes one way, then an ack."""
+
+    def __init__(self) -> None:
+        self.metric = Metric(
+            "raw_tcp_bulk",
+            "raw TCP bulk (in-process)",
+            THROUGHPUT,
+            None,
+            params={"framing": "u32 length prefix", "io": "streams"},
+        )
+        self._server: asyncio.Server | None = None
+        self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._payload = b""
+
+    async def setup(self) -> None:
+        self._server = await asyncio.start_server(raw_sink, LOOPBACK, 0, limit=READ_SIZE)
+        port = self._server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection(LOOPBACK, port, limit=READ_SIZE)
+        nodelay(writer)
+        self._conn = (reader, writer)
+
+    async def measure(self, plan: Plan) -> tuple[float, dict[str, float]]:
+        assert self._conn is not None
+        reader, writer = self._conn
+        if len(self._payload) != plan.bulk_size:
+            self._payload = os.urandom(plan.bulk_size)
+        self.metric.params.update(message_bytes=plan.bulk_size, messages=plan.bulk_count)
+        payload = self._payload
+        header = U32.pack(len(payload))
+        t0 = time.perf_counter()
+        for _ in range(plan.bulk_count):
+            writer.write(header)
+            writer.write(payload)
+            await writer.drain()
+        writer.write(U32.pack(0))
+        await writer.drain()
+        (got,) = U32.unpack(await reader.readexactly(4))
+        elapsed = time.perf_counter() - t0
+        if got != plan.bulk_count:
+            raise BenchError(f"raw bulk: the sink counted {got} of {plan.bulk_count} messages")
+        return plan.bulk_count * plan.bulk_size / elapsed / MB, {"seconds": elapsed}
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            await close_writer(self._conn[1])
+        await close_server(self._server)
+
+
+# --- our sessions, in-process -----------------------------------------------------------------
+
+
+async def echo_deliver(session: Session, message: bytes) -> None:
+    await session.send(message)
+
+
+class SinkDeliver:
+    """Counts messages; a 1-byte message asks for the count so far (a u32 reply)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self, session: Session, message: bytes) -> None:
+        if len(message) == 1:
+            n, self.count = self.count, 0
+            await session.send(U32.pack(n))
+        else:
+            self.count += 1
+
+
+class Replies:
+    """The client side's ``deliver``: hands each incoming message to whoever waits for it."""
+
+    def __init__(self) -> None:
+        self._waiter: asyncio.Future[bytes] | None = None
+
+    def expect(self) -> asyncio.Future[bytes]:
+        self._waiter = asyncio.get_running_loop().create_future()
+        return self._waiter
+
+    async def __call__(self, session: Session, message: bytes) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is None or waiter.done():
+            raise BenchError(f"unexpected message of {len(message)} bytes")
+        waiter.set_result(message)
+
+
+SessionDeliver = Callable[[Session, bytes], Awaitable[None]]
+
+
+class SessionPair:
+    """A client session in this process connected to a server session in this process."""
+
+    transport = "?"
+
+    def __init__(self, server_deliver: SessionDeliver) -> None:
+        self.ids = Identities.generate()
+        self.server_deliver = server_deliver
+        self.replies = Replies()
+        self.client: Session | None = None
+        self._client_task: asyncio.Task[None] | None = None
+        self._server_sessions: list[Session] = []
+
+    async def listen(self) -> int:
+        raise NotImplementedError
+
+    async def dial(self, port: int) -> Session:
+        raise NotImplementedError
+
+    async def stop_listening(self) -> None:
+        raise NotImplementedError
+
+    async def serve(self, accept: Awaitable[Session]) -> None:
+        """Server side of one connection: handshake (bounded), then run until it closes."""
+        async with asyncio.timeout(SETUP_TIMEOUT):
+            session = await accept
+        self._server_sessions.append(session)
+        await session.run(self.server_deliver, IDLE)
+
+    async def start(self) -> None:
+        port = await self.listen()
+        async with asyncio.timeout(SETUP_TIMEOUT):
+            self.client = await self.dial(port)
+        self._client_task = asyncio.create_task(self.client.run(self.replies, IDLE))
+
+    async def request(self, message: bytes) -> bytes:
+        assert self.client is not None
+        reply = self.replies.expect()
+        await self.client.send(message)
+        return await reply
+
+    def check_alive(self) -> None:
+        task = self._client_task
+        if task is not None and task.done():
+            exc = task.exception()
+            raise BenchError(f"{self.transport} client session ended: {exc or 'closed'}")
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            self.client.abort("benchmark done")
+        if self._client_task is not None:
+            with contextlib.suppress(Exception, TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self._client_task
+        for s in self._server_sessions:
+            s.abort("benchmark done")
+        await self.stop_listening()
+
+
+class TcpPair(SessionPair):
+    transport = "tcp"
+
+    def __init__(self, server_deliver: SessionDeliver) -> None:
+        super().__init__(server_deliver)
+        self._server: asyncio.Server | None = None
+
+    async def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self.serve(tcp_transport.accept(reader, writer, self.ids.responder()))
+        finally:
+            writer.close()
+
+    async def listen(self) -> int:
+        self._server = await asyncio.start_server(self._on_conn, LOOPBACK, 0, limit=READ_SIZE)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def dial(self, port: int) -> Session:
+        return await tcp_transport.connect(LOOPBACK, port, self.ids.initiator())
+
+    async def stop_listening(self) -> None:
+        await close_server(self._server)
+
+
+class WsPair(SessionPair):
+    transport = "ws"
+
+    def __init__(self, server_deliver: SessionDeliver) -> None:
+        super().__init__(server_deliver)
+        self._server: Server | None = None
+
+    async def _on_ws(self, ws: ServerConnection) -> None:
+        # The WS server closes the connection when this handler returns: it runs the session.
+        await self.serve(ws_transport.accept(ws, self.ids.responder()))
+
+    async def listen(self) -> int:
+        self._server = await ws_serve(
+            self._on_ws,
+            LOOPBACK,
+            0,
+            **ws_transport.WS_OPTIONS,  # type: ignore[arg-type]
+        )
+        port: int = next(iter(self._server.sockets)).getsockname()[1]
+        return port
+
+    async def dial(self, port: int) -> Session:
+        return await ws_transport.connect(LOOPBACK, port, self.ids.initiator())
+
+    async def stop_listening(self) -> None:
+        if self._server is None:
+            return
+        self._server.close(close_connections=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self._server.wait_closed()
+
+
+class SessionPingPong:
+    """``send`` + wait for the echo through a session pair, 64-byte payloads."""
+
+    def __init__(self, pair: SessionPair, key: str, label: str) -> None:
+        self.pair = pair
+        self.metric = Metric(
+            key,
+            label,
+            LATENCY,
+            "raw_tcp_pingpong",
+            params={"payload_bytes": PING_SIZE, "transport": pair.transport},
+        )
+
+    async def setup(self) -> None:
+        await self.pair.start()
+
+    async def measure(self, plan: Plan) -> tuple[float, dict[str, float]]:
+        payload = os.urandom(PING_SIZE)
+        request = self.pair.request
+        n = plan.pingpong_n
+        t0 = time.perf_counter()
+        for _ in range(n):
+            reply = await request(payload)
+        elapsed = time.perf_counter() - t0
+        if reply != payload:
+            raise BenchError(f"{self.metric.label}: echo differs from what was sent")
+        self.pair.check_alive()
+        return elapsed / n * 1e6, {}
+
+    async def aclose(self) -> None:
+        await self.pair.aclose()
+
+
+class SessionBulk:
+    """``bulk_count`` messages of ``bulk_size`` bytes through a session, then a count reply."""
+
+    def __init__(self, pair: SessionPair, key: str, label: str) -> None:
+        self.pair = pair
+        self.metric = Metric(
+            key, label, THROUGHPUT, "raw_tcp_bulk", params={"transport": pair.transport}
+        )
+        self._payload = b""
+
+    async def setup(self) -> None:
+        await self.pair.start()
+
+    async def measure(self, plan: Plan) -> tuple[float, dict[str, float]]:
+        assert self.pair.client is not None
+        if len(self._payload) != plan.bulk_size:
+            self._payload = os.urandom(plan.bulk_size)
+        self.metric.params.update(message_bytes=plan.bulk_size, messages=plan.bulk_count)
+        payload = self._payload
+        send = self.pair.client.send
+        t0 = time.perf_counter()
+        for _ in range(plan.bulk_count):
+            await send(payload)
+        reply = await self.pair.request(b"?")
+        elapsed = time.perf_counter() - t0
+        (got,) = U32.unpack(reply)
+        if got != plan.bulk_count:
+            raise BenchError(f"{self.metric.label}: {got} of {plan.bulk_count} messages arrived")
+        self.pair.check_alive()
+        return plan.bulk_count * plan.bulk_size / elapsed / MB, {"seconds": elapsed}
+
+    async def aclose(self) -> None:
+        await self.pair.aclose()
+
+
+# --- node processes ---------------------------------------------------------------------------
+
+
+def hello_wire_bytes(src: str, dst: str, size: int) -> int:
+    """Serialized size of a hello like the ``burst`` op's (what crosses the session)."""
+    km = KernelMessage(
+        id=2**63,
+        source=Address.parse(f"{src}@ping:hnet:sys"),
+        target=Address.net(dst),
+        rsvp=None,
+        message=Request(
+            inherit=False, expects_response=5, body=b"x" * size, metadata=None, capabilities=()
+        ),
+        lazy_load_blob=None,
+    )
+    return len(encode_kernel_message(km))
+
+
+class NodeCluster:
+    """Two pairs of ``hnet node`` processes: one pair offers only TCP, the other only WS, so a
+    burst never switches a pair's session from one transport to the other."""
+
+    PAIRS: ClassVar[dict[str, tuple[str, str]]] = {
+        "tcp": ("bench-tcp-a.os", "bench-tcp-b.os"),
+        "ws": ("bench-ws-a.os", "bench-ws-b.os"),
+    }
+
+    def __init__(self, root: Path, cpu: int | None = None) -> None:
+        self.cluster = Cluster(root)
+        self.cpu = cpu
+        self.started = False
+
+    async def start(self) -> None:
+        for via, names in self.PAIRS.items():
+            for name in names:
+                self.cluster.add(name, transports=(via,))
+        self.started = True
+        for names in self.PAIRS.values():
+            for name in names:
+                self.cluster.start(name)
+        async with asyncio.timeout(SETUP_TIMEOUT):
+            await asyncio.gather(
+                *(self.cluster.wait_ready(n) for names in self.PAIRS.values() for n in names)
+            )
+        for node in self.cluster.nodes.values():
+            if node.process is not None:
+                pin(node.process.pid, self.cpu)  # every thread, now that they are up
+
+    def stop(self) -> None:
+        """Blocking: SIGTERM every node, SIGKILL after a bound (safe to call twice)."""
+        if self.started:
+            self.cluster.stop_all()
+
+
+class NodeHello:
+    """``burst`` of sequential hellos from node A to node B over one transport."""
+
+    def __init__(self, nodes: NodeCluster, via: str) -> None:
+        self.nodes = nodes
+        self.via = via
+        self.src, self.dst = NodeCluster.PAIRS[via]
+        self.metric = Metric(
+            f"node_hello_{via}",
+            f"node hello/ack, {'TCP' if via == 'tcp' else 'WS'} (2 processes)",
+            LATENCY,
+            "raw_tcp_pingpong_2proc",
+            params={
+                "transport": via,
+                "hello_body_bytes": HELLO_SIZE,
+                "kernel_message_bytes": hello_wire_bytes(self.src, self.dst, HELLO_SIZE),
+                "timed_in": "the sending node: request sent -> ack received",
+            },
+        )
+
+    async def _burst(self, count: int) -> list[float]:
+        req: dict[str, Any] = {
+            "op": "burst",
+            "target": self.dst,
+            "count": count,
+            "size": HELLO_SIZE,
+            "via": self.via,
+        }
+        reply = await self.nodes.cluster.call(self.src, req, timeout=MEASURE_TIMEOUT)
+        if not reply.get("ok"):
+            raise BenchError(f"{self.src} burst failed: {reply.get('error', reply)}")
+        if reply.get("failed"):
+            raise BenchError(
+                f"{self.src} -> {self.dst} via {self.via}: {reply['failed']} of {count} hellos "
+                f"failed (first: {(reply.get('failures') or ['?'])[0]})"
+            )
+        rtts: list[float] = reply["rtts_ms"]
+        if len(rtts) != count:
+            raise BenchError(f"{self.src} burst: {len(rtts)} RTTs for {count} hellos")
+        return rtts
+
+    async def setup(self) -> None:
+        await self._burst(5)  # dial and handshake now, not inside a timed round
+        reply = await self.nodes.cluster.call(self.src, {"op": "peers"}, timeout=SETUP_TIMEOUT)
+        transports = {p["name"]: p["transport"] for p in reply.get("peers", [])}
+        if transports.get(self.dst) != self.via:
+            raise BenchError(f"{self.src}: session to {self.dst} is {transports}, not {self.via}")
+
+    async def measure(self, plan: Plan) -> tuple[float, dict[str, float]]:
+        rtts_us = [r * 1000 for r in await self._burst(plan.node_n)]
+        detail = {
+            "p50_us": percentile(rtts_us, 50),
+            "p90_us": percentile(rtts_us, 90),
+            "p99_us": percentile(rtts_us, 99),
+            "min_us": min(rtts_us),
+            "max_us": max(rtts_us),
+        }
+        return sum(rtts_us) / len(rtts_us), detail
+
+    async def aclose(self) -> None:
+        return None
+
+
+# --- driver -----------------------------------------------------------------------------------
+
+
+def build(nodes: NodeCluster) -> list[Bench]:
+    """The benchmarks in their base order (a round starts at a rotating offset)."""
+    return [
+        RawPingPong(),
+        SessionPingPong(TcpPair(echo_deliver), "noise_tcp_pingpong", "Noise-TCP session ping-pong"),
+        SessionPingPong(WsPair(echo_deliver), "noise_ws_pingpong", "Noise-WS session ping-pong"),
+        RawPingPongRemote(nodes.cpu),
+        NodeHello(nodes, "tcp"),
+        NodeHello(nodes, "ws"),
+        RawBulk(),
+        SessionBulk(TcpPair(SinkDeliver()), "noise_tcp_bulk", "Noise-TCP session bulk"),
+    ]
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+async def run_round(benches: list[Bench], plan: Plan, offset: int, record: bool) -> list[str]:
+    order = benches[offset:] + benches[:offset]
+    for b in order:
+        gc.collect()
+        try:
+            async with asyncio.timeout(MEASURE_TIMEOUT):
+                value, detail = await b.measure(plan)
+        except TimeoutError:
+            raise BenchError(f"{b.metric.label}: no result within {MEASURE_TIMEOUT:g} s") from None
+        if record:
+            b.metric.per_round.append(value)
+            b.metric.details.append(detail)
+    return [b.metric.key for b in order]
+
+
+class Interrupted(Exception):
+    """SIGTERM arrived; everything started was stopped."""
+
+
+async def bench_main(plan: Plan, nodes: NodeCluster) -> tuple[list[Metric], list[list[str]]]:
+    """Set up, warm up, run the rounds; every benchmark is closed however this ends.
+
+    SIGINT is handled by the runner (it cancels this task, then raises KeyboardInterrupt);
+    SIGTERM cancels it too and ends as :class:`Interrupted`.
+    """
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    assert me is not None
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        me.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    pin(0, nodes.cpu)
+    benches = build(nodes)
+    try:
+        log("starting 4 node processes and 1 echo server ...")
+        await nodes.start()
+        for b in benches:
+            try:
+                async with asyncio.timeout(SETUP_TIMEOUT):
+                    await b.setup()
+            except TimeoutError:
+                raise BenchError(f"{b.metric.label}: setup took over {SETUP_TIMEOUT:g} s") from None
+        log("warm-up round ...")
+        await run_round(benches, plan.warmup(), 0, record=False)
+        orders = []
+        for r in range(plan.rounds):
+            t0 = time.monotonic()
+            orders.append(await run_round(benches, plan, r % len(benches), record=True))
+            log(f"round {r + 1}/{plan.rounds} done in {time.monotonic() - t0:.1f} s")
+        return [b.metric for b in benches], orders
+    except asyncio.CancelledError:
+        if terminated:
+            raise Interrupted("terminated") from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        for b in benches:
+            with contextlib.suppress(Exception):
+                await b.aclose()
+
+
+def report(
+    metrics: list[Metric],
+    orders: list[list[str]],
+    plan: Plan,
+    info: dict[str, object],
+    elapsed: float,
+) -> dict[str, object]:
+    by_key = {m.key: m for m in metrics}
+    out: dict[str, Any] = {}
+    for m in metrics:
+        entry: dict[str, Any] = {
+            "label": m.label,
+            "kind": m.kind,
+            "unit": m.unit,
+            "median": m.median,
+            "per_round": m.per_round,
+            "params": m.params,
+            "yardstick": m.yardstick,
+        }
+        if m.kind == LATENCY:
+            entry["round_trips_per_s_median"] = median(m.round_trips_per_s())
+            entry["round_trips_per_s_per_round"] = m.round_trips_per_s()
+        if any(m.details):
+            entry["details_per_round"] = m.details
+        if m.yardstick is not None:
+            c = compare(m, by_key[m.yardstick])
+            entry["vs_raw"] = {
+                "median_of_per_round_ratios": c.median_of_ratios,
+                "ratio_of_medians": c.ratio_of_medians,
+                "per_round": c.per_round,
+            }
+        if m.key.startswith("node_hello_"):
+            c = compare(m, by_key["raw_tcp_pingpong"])
+            entry["vs_raw_in_process"] = c.median_of_ratios
+        out[m.key] = entry
+    return {
+        "schema": 1,
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "machine": info,
+        "plan": plan.__dict__,
+        "rounds_order": orders,
+        "elapsed_s": elapsed,
+        "metrics": out,
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="bench/run.py",
+        description="hnet benchmarks: raw asyncio TCP vs Noise sessions vs node processes.",
+    )
+    p.add_argument("--quick", action="store_true", help="fewer, shorter rounds (~15 s)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help=f"rounds (default {DEFAULT_PLAN.rounds}, with --quick {QUICK_PLAN.rounds})",
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=DEFAULT_JSON,
+        metavar="PATH",
+        help=f"where to write the results (default {DEFAULT_JSON.relative_to(BENCH_DIR.parent)})",
+    )
+    p.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin this process, the echo server and the nodes to one CPU (see README)",
+    )
+    p.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        help="event loop for this process and the nodes (default: hnet's choice, uvloop on Linux)",
+    )
+    args = p.parse_args(argv)
+    if args.rounds is not None and not 1 <= args.rounds <= 1000:
+        p.error("--rounds must be 1..1000")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.loop == "asyncio":
+        os.environ["HNET_LOOP"] = "asyncio"  # inherited by the node processes
+    elif args.loop == "uvloop":
+        os.environ.pop("HNET_LOOP", None)
+    base = QUICK_PLAN if args.quick else DEFAULT_PLAN
+    plan = Plan(**{**base.__dict__, "rounds": args.rounds or base.rounds})
+    loop_kind = runtime.loop_name()
+    cpu = None if args.no_pin else pin_choice()
+    info = machine_info(loop_kind)
+    info["pinned_to_cpu"] = cpu
+    pinning = "unpinned" if cpu is None else f"all processes on CPU {cpu}"
+    log(
+        f"hnet bench: {plan.rounds} rounds, {loop_kind} loop (this process and the nodes), "
+        f"{pinning}, {info['cpu_count']} CPUs, Python {info['python']}"
+    )
+    root = Path(tempfile.mkdtemp(prefix="hnet-bench-"))
+    nodes = NodeCluster(root, cpu)
+    t0 = time.monotonic()
+    try:
+        metrics, orders = runtime.run(bench_main(plan, nodes))
+    except BenchError as e:
+        log(f"bench failed: {e}")
+        return 1
+    except Interrupted:
+        log("terminated; processes stopped, nothing written")
+        return 128 + signal.SIGTERM
+    except KeyboardInterrupt:
+        log("interrupted; processes stopped, nothing written")
+        return 128 + signal.SIGINT
+    finally:
+        nodes.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    elapsed = time.monotonic() - t0
+    labels = {m.key: m.label for m in metrics}
+    print()
+    print(
+        f"hnet benchmarks, {info['date']}: {plan.rounds} rounds, medians across rounds; "
+        f"loop {loop_kind}; {pinning}"
+    )
+    print(
+        f"{info['cpu_count']} CPUs ({info['cpu_model']}), Python {info['python']}, "
+        f"{info['platform']}"
+    )
+    print(format_table(metrics, labels))
+    print(
+        "vs raw: median of per-round ratios ours/raw (latency: above 1 is slower; "
+        "throughput: below 1 is slower). spread: (max-min)/median across rounds."
+    )
+    result = report(metrics, orders, plan, info, elapsed)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.json} ({elapsed:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
