@@ -1,4 +1,4 @@
-"""Logging set-up: structlog, key-value lines by default, JSON lines when asked."""
+"""Logging set-up: structlog, logfmt key=value lines by default, JSON lines when asked."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ def configure(*, json: bool = False, level: str = "info") -> None:
     """Route structlog to stderr with the chosen renderer and level."""
     lvl = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.processors.LogfmtRenderer(key_order=["timestamp", "level", "event"])
     )
     structlog.configure(
         processors=[
