@@ -43,6 +43,10 @@ WS_PING_INTERVAL = 30.0
 #: Default deadline for a request that expects a response, used by ping. Reference hi: 5 s.
 DEFAULT_REQUEST_TIMEOUT = 5.0
 
+#: A session replaced by a newer one (peer restarted, transport changed) is still read for this
+#: long, so messages already in flight on it are delivered, then closed.
+SESSION_RETIRE_GRACE = 5.0
+
 # --- peers ----------------------------------------------------------------------------------
 
 #: Most concurrent peer sessions; past it the least recently active is evicted.
@@ -95,18 +99,22 @@ QUIC_SMALL_MESSAGE = NOISE_MAX_PLAINTEXT
 QUIC_MAX_STREAMS = 64
 #: Stream slots (out of QUIC_MAX_STREAMS) only small messages may use.
 QUIC_SMALL_STREAMS_RESERVE = 16
-#: Bulk feeding: top a large message's QUIC send queue up to this many unsent bytes. Small
-#: enough that a small message written meanwhile goes out within a couple of packets' time;
-#: large enough to keep the congestion window full between two wakeups.
-QUIC_BULK_QUEUE = 128 * 1024
-#: Bulk feeding stops while this many bytes are in flight (sent, unacknowledged) on the
-#: connection: bulk data then never fills the path's queues so much that a small message must
-#: wait behind it. On loopback the receiver's CPU is the bottleneck and this is ~2 ms of work.
-QUIC_BULK_IN_FLIGHT = 192 * 1024
-#: QUIC connection flow-control window (``initial_max_data``). Twice QUIC_SEND_WINDOW: our own
-#: window, not QUIC credit, is what limits a sender, so a large transfer never exhausts the
-#: connection's credit and blocks small messages.
-QUIC_MAX_DATA = 2 * QUIC_SEND_WINDOW
+#: Bulk pacing: bytes of large messages in flight or queued in QUIC are kept near 1.25 times
+#: the path's measured bandwidth-delay product (hnet.quic.connection.BulkPacer), so bulk data
+#: keeps the path busy while adding little queueing in front of a small message. This is the
+#: floor of that window (loopback and LAN, where the BDP is a few packets)...
+QUIC_BULK_MIN_WINDOW = 16 * 1024
+#: ... and its ceiling: half of QUIC_MAX_DATA, the rest stays free for small messages.
+QUIC_BULK_MAX_WINDOW = 4 * 1024 * 1024
+#: Bulk data handed to QUIC per flush; the adapter lets other callbacks run between slices, so
+#: a small message or a delivery waits for at most one slice of sending (~12 packets).
+QUIC_BULK_SLICE = 16 * 1024
+#: QUIC connection flow-control window (``initial_max_data``; kept sliding by both backends).
+#: QUIC credit returns as soon as data arrives (we take it from QUIC at once), so it only needs
+#: to cover the data in flight; bulk pacing keeps large messages far below it, so a transfer
+#: never exhausts the credit small messages need. It also bounds what a peer can make the QUIC
+#: stack buffer out of order.
+QUIC_MAX_DATA = 8 * 1024 * 1024
 #: QUIC per-stream window (``initial_max_stream_data``); a stream's credit is also capped at
 #: QUIC_STREAM_MAX_BYTES, the most a one-message stream can ever carry.
 QUIC_MAX_STREAM_DATA = 1024 * 1024
@@ -130,6 +138,10 @@ QUIC_MAX_CONNECTIONS = MAX_PEERS + MAX_PENDING_HANDSHAKES
 QUIC_RETRY_TOKEN_LIFETIME = 10.0
 #: UDP socket buffers we ask the kernel for (it may cap them, e.g. net.core.rmem_max).
 QUIC_SOCKET_BUFFER = 1024 * 1024
+#: Longest a delivery acknowledgement (the receiver's FIN) waits for a message to ride along
+#: with. It holds the sender's credit back that long at most; at 64 streams of credit that is
+#: far from limiting.
+QUIC_ACK_DELAY = 0.002
 #: Datagrams read per socket wakeup before the connections are flushed (bounds the time one
 #: busy socket holds the event loop).
-QUIC_RECV_BURST = 64
+QUIC_RECV_BURST = 8

@@ -60,6 +60,7 @@ class NodeConfig:
     bind: str | None = None
     max_peers: int = limits.MAX_PEERS
     idle_timeout: float = limits.IDLE_TIMEOUT
+    retire_grace: float = limits.SESSION_RETIRE_GRACE
     handshake_timeout: float = limits.HANDSHAKE_TIMEOUT
     transports: tuple[str, ...] = TRANSPORTS
     extra: dict[str, Any] = field(default_factory=dict)
@@ -81,6 +82,7 @@ class Node:
             supervisor=self._sup,
             max_peers=config.max_peers,
             idle_timeout=config.idle_timeout,
+            retire_grace=config.retire_grace,
         )
         self.net = NetModule(
             our_name=config.name,

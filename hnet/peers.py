@@ -3,7 +3,8 @@
 - The first message to a peer dials it; messages queue (bounded) until connected and are
   then written in order. If dialling fails, every queued message goes back to its sender as
   ``SendError{Offline}``: nothing is dropped silently.
-- A new handshake from a peer replaces its old session. When both sides dial each other at
+- A new handshake from a peer replaces its old session; the old one is retired (no more sends,
+  still read for a grace period) so nothing already in flight on it is lost. When both sides dial each other at
   once (simultaneous open) the dial of the smaller name wins on both ends.
 - At most ``max_peers`` peers; adding one past the bound evicts the least recently active.
 - Inbound bytes are decoded here once for every transport: a message that does not decode,
@@ -82,6 +83,7 @@ class PeerManager:
         supervisor: Supervisor,
         max_peers: int = limits.MAX_PEERS,
         idle_timeout: float = limits.IDLE_TIMEOUT,
+        retire_grace: float = limits.SESSION_RETIRE_GRACE,
     ) -> None:
         self.our_name = our_name
         self._dialer = dialer
@@ -90,6 +92,7 @@ class PeerManager:
         self._sup = supervisor
         self.max_peers = max_peers
         self.idle_timeout = idle_timeout
+        self.retire_grace = retire_grace
         self._peers: OrderedDict[str, Peer] = OrderedDict()
         self._closing = False
 
@@ -230,7 +233,8 @@ class PeerManager:
         peer.session = session
         self._touch(peer)
         if old is not None and old is not session:
-            old.abort("replaced by a new session")
+            # Retire, not abort: what the peer already sent on it is still read and delivered.
+            old.retire(self.retire_grace)
         log.info(
             "session up",
             peer=peer.name,

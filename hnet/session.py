@@ -74,6 +74,8 @@ class Session(abc.ABC):
         self.messages_in = 0
         self.messages_out = 0
         self.closed = False
+        #: replaced by a newer session: no more sends, still read until the grace period ends
+        self.retired = False
         self.close_reason = ""
 
     def touch(self) -> None:
@@ -90,6 +92,14 @@ class Session(abc.ABC):
     @abc.abstractmethod
     def abort(self, reason: str) -> None:
         """Close now, without waiting (idempotent)."""
+
+    def retire(self, grace: float) -> None:
+        """Stop using this session for sends but keep reading what is already in flight;
+        close it after ``grace`` seconds (or sooner, when the peer closes it)."""
+        if self.closed or self.retired:
+            return
+        self.retired = True
+        asyncio.get_running_loop().call_later(grace, self.abort, "replaced by a new session")
 
     def describe(self) -> str:
         return f"{self.peer_name} via {self.transport} ({self.remote})"
