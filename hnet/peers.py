@@ -3,9 +3,10 @@
 - The first message to a peer dials it; messages queue (bounded) until connected and are
   then written in order. If dialling fails, every queued message goes back to its sender as
   ``SendError{Offline}``: nothing is dropped silently.
-- A new handshake from a peer replaces its old session; the old one is retired (no more sends,
-  still read for a grace period) so nothing already in flight on it is lost. When both sides dial each other at
-  once (simultaneous open) the dial of the smaller name wins on both ends.
+- A new handshake from a peer replaces its old session; the old one is retired (no more
+  sends, still read for a grace period) so nothing already in flight on it is lost. When both
+  sides dial each other at once (simultaneous open) the dial of the smaller name wins on both
+  ends.
 - At most ``max_peers`` peers; adding one past the bound evicts the least recently active.
 - Inbound bytes are decoded here once for every transport: a message that does not decode,
   whose source node is not the authenticated peer ("spoofed source"), or whose source process
