@@ -80,7 +80,7 @@ class Cluster:
         self.registry = root / "registry"
         self.nodes: dict[str, ClusterNode] = {}
 
-    def add(self, name: str, transports: tuple[str, ...] = ("tcp", "ws")) -> ClusterNode:
+    def add(self, name: str, transports: tuple[str, ...] = ("quic", "tcp", "ws")) -> ClusterNode:
         home = self.root / name
         home.mkdir(parents=True, mode=0o700, exist_ok=True)
         keyfile = home / "key"

@@ -126,6 +126,10 @@ QUIC_STREAM_MAX_BYTES = 22 + MESSAGE_MAX_SIZE + 18 * (
 #: Application-stream bytes a responder holds while it waits for the initiator's last handshake
 #: message (the initiator may send right behind it; packets can be reordered).
 QUIC_EARLY_DATA_MAX = 64 * 1024
+#: What an initiator sends (message bytes on the wire) before the responder confirms it
+#: verified the initiator's identity: half of QUIC_EARLY_DATA_MAX, so that a lost or late last
+#: handshake message never makes a legitimate initiator overrun the responder's early buffer.
+QUIC_EARLY_SEND = QUIC_EARLY_DATA_MAX // 2
 #: Connections in handshake on one listener above which a new client must first prove its
 #: address with a Retry round trip (RFC 9000 §8.1.2). Below it Retry costs a round trip for
 #: nothing: QUIC's anti-amplification limit (3x) already bounds what we send unvalidated.

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from hnet.log import get_logger
 from hnet.netmodule import NET_PROCESS, NetModule
 from hnet.peers import DialError, PeerManager
 from hnet.pki import Pki
+from hnet.quic import QuicListener
+from hnet.quic import connect as quic_connect
 from hnet.requests import Reply, RequestTracker, SendFailed
 from hnet.session import Session, SessionError
 from hnet.supervisor import Supervisor
@@ -42,8 +45,11 @@ from hnet.wire import (
 
 log = get_logger("node")
 
-#: Dial preference against reference-compatible peers (the reference tries TCP before WS).
-TRANSPORTS = ("tcp", "ws")
+#: Dial preference: QUIC (our extension, offered only by hnet peers), then TCP before WS as
+#: the reference does.
+TRANSPORTS = ("quic", "tcp", "ws")
+
+Connector = Callable[[str, int, PeerHandshake], Awaitable[Session]]
 #: The process our ping requests come from.
 PING_PROCESS = "ping:hnet:sys"
 
@@ -63,6 +69,7 @@ class NodeConfig:
     retire_grace: float = limits.SESSION_RETIRE_GRACE
     handshake_timeout: float = limits.HANDSHAKE_TIMEOUT
     transports: tuple[str, ...] = TRANSPORTS
+    quic_backend: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,6 +99,12 @@ class Node:
             connected_peers=lambda: [i.name for i in self.peers.infos() if i.transport],
             diagnostics=self.diagnostics,
         )
+        self._connectors: dict[str, Connector] = {
+            "tcp": tcp_transport.connect,
+            "ws": ws_transport.connect,
+            "quic": self._connect_quic,
+        }
+        self._quic_listener: QuicListener | None = None
         self._tcp_server: asyncio.Server | None = None
         self._ws_server: Server | None = None
         self._handshakes = 0
@@ -124,6 +137,16 @@ class Node:
                     self._on_tcp, host, ports["tcp"], limit=tcp_transport.READ_SIZE
                 )
                 self.listening["tcp"] = (host, ports["tcp"])
+            if ports.get("quic"):
+                self._quic_listener = QuicListener(backend=self.config.quic_backend)
+                await self._quic_listener.start(
+                    host,
+                    ports["quic"],
+                    make_responder=self._responder,
+                    on_session=self.peers.attach,
+                    handshake_timeout=self.config.handshake_timeout,
+                )
+                self.listening["quic"] = (host, ports["quic"])
             if ports.get("ws"):
                 self._ws_server = await ws_serve(
                     self._on_ws,
@@ -134,7 +157,9 @@ class Node:
                 self.listening["ws"] = (host, ports["ws"])
         except OSError as e:
             await self._stop_listening()
-            proto = "ws" if "tcp" in self.listening else "tcp"
+            proto = next(
+                t for t in ("tcp", "quic", "ws") if ports.get(t) and t not in self.listening
+            )
             if e.errno == errno.EADDRINUSE:
                 raise NodeStartError(
                     f"{self.name}: {proto} port {ports[proto]} on {host} is taken"
@@ -147,6 +172,8 @@ class Node:
     async def _stop_listening(self) -> None:
         if self._tcp_server is not None:
             self._tcp_server.close()
+        if self._quic_listener is not None:
+            self._quic_listener.close()
         if self._ws_server is not None:
             self._ws_server.close(close_connections=True)
             with contextlib.suppress(TimeoutError):
@@ -157,6 +184,8 @@ class Node:
         """Stop listening, close sessions, report queued and outstanding messages."""
         if self._tcp_server is not None:
             self._tcp_server.close()
+        if self._quic_listener is not None:
+            self._quic_listener.close()
         await self.peers.aclose()
         self._tracker.fail_all("node shutting down")
         await self._sup.aclose()
@@ -217,9 +246,20 @@ class Node:
         # The WS server closes the connection when this handler returns: stay until it ends.
         await ws.wait_closed()
 
+    async def _connect_quic(self, host: str, port: int, hs: PeerHandshake) -> Session:
+        return await quic_connect(host, port, hs, backend=self.config.quic_backend)
+
     # --- dialling --------------------------------------------------------------------------
 
     async def _dial(self, name: str, via: str | None) -> Session:
+        """An established session with ``name``, or DialError saying what was tried.
+
+        Without ``via``: when the peer offers QUIC (our extension, so an hnet peer), QUIC and
+        the TCP-then-WS fallback start together; QUIC wins if it is up first, and if the
+        fallback is up first it is used at once and QUIC, when it comes up, takes over (the
+        fallback session is retired). A peer whose UDP is filtered is thus reached as fast as
+        over TCP, with no fixed delay. Each attempt is bounded by the handshake timeout.
+        """
         rec = self.pki.record(name)
         if rec is None:
             raise DialError(f"{name}: not in HNS ({self.pki.source})")
@@ -228,14 +268,67 @@ class Node:
                 f"{name}: indirect node (routers {', '.join(rec.routers)}); "
                 "routed connections are not supported yet"
             )
-        ip = rec.ips[0]
-        order = [via] if via else [t for t in self.config.transports if rec.ports.get(t)]
-        if not order:
+        if via is not None:
+            return await self._dial_in_order(name, [via])
+        offered = [t for t in self.config.transports if rec.ports.get(t)]
+        if not offered:
             raise DialError(f"{name}: HNS record offers no transport we speak")
+        if offered[0] != "quic" or len(offered) == 1:
+            return await self._dial_in_order(name, offered)
+        return await self._dial_racing(name, offered[1:])
+
+    async def _dial_racing(self, name: str, fallback: list[str]) -> Session:
+        quic = self._sup.spawn(self._attempt(name, ["quic"]), name=f"dial quic {name}")
+        other = self._sup.spawn(self._attempt(name, fallback), name=f"dial {name}")
+        try:
+            await asyncio.wait({quic, other}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            quic.cancel()
+            other.cancel()
+            raise
+        if quic.done() and isinstance(quic.result(), Session):
+            other.cancel()
+            if other.done() and not other.cancelled():
+                loser = other.result()
+                if isinstance(loser, Session):
+                    loser.abort("QUIC came up first")
+            return _session_or_raise(quic.result())
+        if other.done() and isinstance(other.result(), Session):
+            # Use the fallback now; let QUIC take over when (if) it comes up.
+            self._sup.spawn(self._upgrade(quic), name=f"upgrade {name}")
+            return _session_or_raise(other.result())
+        results = [await quic, await other]
+        for r in results:
+            if isinstance(r, Session):
+                return r
+        reasons = "; ".join(
+            str(r).removeprefix(f"{name}: unreachable ").strip("()") for r in results
+        )
+        raise DialError(f"{name}: unreachable ({reasons})")
+
+    async def _upgrade(self, attempt: asyncio.Task[Session | DialError]) -> None:
+        result = await attempt
+        if isinstance(result, DialError):
+            log.info("QUIC not available; staying on the fallback", reason=str(result))
+            return
+        self.peers.upgrade(result)
+
+    async def _attempt(self, name: str, order: list[str]) -> Session | DialError:
+        try:
+            return await self._dial_in_order(name, order)
+        except DialError as e:
+            return e
+
+    async def _dial_in_order(self, name: str, order: list[str]) -> Session:
+        rec = self.pki.record(name)
+        if rec is None or not rec.ips:
+            raise DialError(f"{name}: not in HNS ({self.pki.source})")
+        ip = rec.ips[0]
         errors: list[str] = []
         for transport in order:
             port = rec.ports.get(transport, 0)
-            if not port:
+            connect = self._connectors.get(transport)
+            if not port or connect is None:
                 errors.append(f"{transport}: not offered")
                 continue
             hs = PeerHandshake(
@@ -245,7 +338,6 @@ class Node:
                 lookup=self.pki.networking_key,
                 expected_peer=name,
             )
-            connect = tcp_transport.connect if transport == "tcp" else ws_transport.connect
             try:
                 async with asyncio.timeout(self.config.handshake_timeout):
                     return await connect(ip, port, hs)
@@ -345,6 +437,12 @@ class Node:
             f"outstanding requests {len(self._tracker)}; hellos answered {self.net.hellos}"
         )
         return "\n".join(lines)
+
+
+def _session_or_raise(result: Session | DialError) -> Session:
+    if isinstance(result, DialError):
+        raise result
+    return result
 
 
 def _reason(e: BaseException) -> str:

@@ -229,6 +229,17 @@ class PeerManager:
             # An inbound session arrived while we dialled: use it now.
             self._sup.spawn(self._flush(peer), name=f"flush {peer.name}")
 
+    def upgrade(self, session: Session) -> None:
+        """Move a peer to a better session we dialled (QUIC after a TCP/WS fallback)."""
+        peer = self._peers.get(session.peer_name)
+        current = peer.session if peer is not None else None
+        if peer is None or self._closing:
+            session.abort("peer gone before the upgrade")
+        elif current is not None and not current.closed and current.transport == session.transport:
+            session.abort(f"already on {session.transport}")
+        else:
+            self._install(peer, session)
+
     def _install(self, peer: Peer, session: Session) -> None:
         old = peer.session
         peer.session = session

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from hnet.log import get_logger
 
 log = get_logger("supervisor")
+
+T = TypeVar("T")
 
 
 class Supervisor:
@@ -26,7 +28,7 @@ class Supervisor:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Task[T]:
         if self._closed:
             coro.close()
             raise RuntimeError(f"supervisor {self._name} is closed")

@@ -32,7 +32,7 @@ from hns.cacher import timestamp_str
 from .attacker import RawTcpPeer, claim_length, register_attacker
 from .conftest import run_cli
 
-PING_LINE = re.compile(r"^ack from (\S+) via (tcp|ws): seq=(\d+) time=([0-9.]+) ms$", re.M)
+PING_LINE = re.compile(r"^ack from (\S+) via (quic|tcp|ws): seq=(\d+) time=([0-9.]+) ms$", re.M)
 
 
 def rss_kib(pid: int) -> int:
@@ -42,7 +42,7 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-@pytest.mark.parametrize("via", ["tcp", "ws"])
+@pytest.mark.parametrize("via", ["quic", "tcp", "ws"])
 def test_cli_ping_between_nodes(cluster: Cluster, via: str) -> None:
     for src, dst in (("alice.os", "bob.os"), ("bob.os", "carol.os"), ("carol.os", "alice.os")):
         res = run_cli(
@@ -312,7 +312,11 @@ def test_node_refuses_to_start(tmp_path: Path) -> None:
     assert res.returncode == 1 and "is taken" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     # no port for any transport
-    _append_notes(c.registry, "zed.os", [("~tcp-port", b"\0\0"), ("~ws-port", b"\0\0")])
+    _append_notes(
+        c.registry,
+        "zed.os",
+        [("~tcp-port", b"\0\0"), ("~ws-port", b"\0\0"), ("~quic-port", b"\0\0")],
+    )
     res = run_cli(
         "node",
         "--name",
@@ -352,3 +356,74 @@ def test_sigterm_shuts_down_cleanly(tmp_path: Path) -> None:
     assert c.stop("x.os") == 0
     assert not sock.exists()
     assert "node down" in c.nodes["x.os"].log_text()
+
+
+def test_default_transport_between_hnet_nodes_is_quic(tmp_path: Path) -> None:
+    c = Cluster(tmp_path)
+    for n in ("fred.os", "gina.os"):
+        c.add(n)
+        c.start(n)
+
+    async def main() -> None:
+        async with asyncio.timeout(30):
+            await asyncio.gather(c.wait_ready("fred.os"), c.wait_ready("gina.os"))
+        # no session yet: the dial races QUIC against TCP and ends on QUIC
+        reply = await c.call("fred.os", {"op": "ping", "target": "gina.os", "via": None})
+        assert reply["ok"], reply
+        async with asyncio.timeout(10):
+            while True:
+                peers = (await c.call("fred.os", {"op": "peers"}))["peers"]
+                if any(p["name"] == "gina.os" and p["transport"] == "quic" for p in peers):
+                    break
+                await asyncio.sleep(0.05)
+        reply = await c.call("fred.os", {"op": "ping", "target": "gina.os", "via": None})
+        assert reply["ok"] and reply["via"] == "quic", reply
+
+    try:
+        asyncio.run(main())
+    finally:
+        c.stop_all()
+
+
+def test_quic_blocked_falls_back_to_tcp(tmp_path: Path) -> None:
+    """dave's record points QUIC at a UDP socket that swallows every datagram (filtered UDP):
+    erin still reaches dave, over TCP, well within the 5 s budget."""
+    import socket as socketmod
+
+    c = Cluster(tmp_path)
+    c.add("dave.os")
+    c.add("erin.os")
+    blackhole = socketmod.socket(socketmod.AF_INET, socketmod.SOCK_DGRAM)
+    blackhole.bind(("127.0.0.1", 0))
+    try:
+        for n in ("dave.os", "erin.os"):
+            c.start(n)
+
+        async def main() -> None:
+            async with asyncio.timeout(30):
+                await asyncio.gather(c.wait_ready("dave.os"), c.wait_ready("erin.os"))
+            dave = c.nodes["dave.os"]
+            key = keys.public_bytes(keys.read_keyfile(dave.keyfile))
+            Registry(c.registry).register(
+                "dave.os",
+                key,
+                ip="127.0.0.1",
+                ports={**dave.ports, "quic": blackhole.getsockname()[1]},
+            )
+            await asyncio.sleep(0.6)  # erin re-reads the registry on hits every 0.5 s
+            t0 = time.monotonic()
+            reply = await c.call("erin.os", {"op": "ping", "target": "dave.os", "via": None})
+            elapsed = time.monotonic() - t0
+            assert reply["ok"] and reply["via"] == "tcp", reply
+            assert elapsed < 5.0, elapsed
+            # QUIC forced: Offline after the handshake deadline, with the reason
+            reply = await c.call(
+                "erin.os", {"op": "ping", "target": "dave.os", "via": "quic", "timeout": 8}
+            )
+            assert not reply["ok"] and reply["kind"] == "offline", reply
+            assert "quic" in reply["error"] and "timed out" in reply["error"]
+
+        asyncio.run(main())
+    finally:
+        blackhole.close()
+        c.stop_all()

@@ -1,4 +1,4 @@
-"""``hnet demo``: three local nodes in a temporary home, pinging over TCP and WS."""
+"""``hnet demo``: three local nodes in a temporary home, pinging over QUIC, TCP and WS."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ PAIRS = (("alice.os", "bob.os"), ("bob.os", "carol.os"), ("carol.os", "alice.os"
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "demo",
-        help="run three local nodes and ping across TCP and WS",
+        help="run three local nodes and ping across QUIC, TCP and WS",
         description="In a temporary home: create keys, register three nodes in a local "
-        "registry, start them as separate processes on free loopback ports, ping across TCP "
-        "and WS, print a table, stop everything. No chain and no internet needed.",
+        "registry, start them as separate processes on free loopback ports, ping across QUIC, "
+        "TCP and WS, print a table, stop everything. No chain and no internet needed.",
     )
     p.add_argument("-c", "--count", type=int, default=3, metavar="N", help="hellos per pair")
     p.add_argument("--keep", action="store_true", help="keep the temporary home")
@@ -59,7 +59,7 @@ async def _demo(cluster: Cluster, count: int) -> int:
         raise CliError(f"demo: a node failed to start: {e}") from None
     print(f"started {len(NAMES)} nodes\n")
     rows: list[tuple[str, str, int, list[float]]] = []
-    for via in ("tcp", "ws"):
+    for via in ("quic", "tcp", "ws"):
         for src, dst in PAIRS:
             rtts: list[float] = []
             for _ in range(count):

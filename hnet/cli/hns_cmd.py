@@ -28,6 +28,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     r.add_argument("--ip", metavar="IP", help="IPv4 or IPv6 address of a direct node")
     r.add_argument("--tcp-port", type=int, metavar="N", help="TCP port (0 = not offered)")
     r.add_argument("--ws-port", type=int, metavar="N", help="WebSocket port (0 = not offered)")
+    r.add_argument(
+        "--quic-port",
+        type=int,
+        metavar="N",
+        help="QUIC port, an hnet extension ignored by reference readers (0 = not offered)",
+    )
     r.add_argument("--routers", metavar="A,B", help="router names of an indirect node")
     add_registry(r)
     add_home(r)
@@ -57,7 +63,7 @@ def run_register(args: argparse.Namespace) -> int:
     net_key = _public_key(args)
     ports = {
         proto: port
-        for proto, port in (("tcp", args.tcp_port), ("ws", args.ws_port))
+        for proto, port in (("tcp", args.tcp_port), ("ws", args.ws_port), ("quic", args.quic_port))
         if port is not None
     }
     routers = [r.strip() for r in args.routers.split(",") if r.strip()] if args.routers else []

@@ -13,7 +13,7 @@ from hnet.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, CliError, add_home, 
 from hnet.control import ControlClient, ControlError
 from hnet.runtime import run as run_loop
 
-TRANSPORT_CHOICES = ("tcp", "ws")
+TRANSPORT_CHOICES = ("quic", "tcp", "ws")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -29,6 +29,9 @@ class QuicAppError(enum.IntEnum):
     LIMIT_EXCEEDED = 0x5
     #: The listener is at capacity (connections or pending handshakes).
     SERVER_BUSY = 0x6
+    #: Our side failed unexpectedly (a bug, or the QUIC library raised); only this connection
+    #: is closed.
+    INTERNAL_ERROR = 0x7
 
 
 class QuicProtocolError(Exception):
