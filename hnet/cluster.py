@@ -50,6 +50,10 @@ class ClusterNode:
     ports: dict[str, int]
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(default_factory=Path)
+    #: routers of an indirect node (its record lists them instead of an address and ports)
+    routers: tuple[str, ...] = ()
+    #: extra ``hnet node`` arguments, e.g. ``["--max-passthroughs", "8"]``
+    args: list[str] = field(default_factory=list)
 
     def command(self, registry: Path) -> list[str]:
         return [
@@ -65,6 +69,7 @@ class ClusterNode:
             str(registry),
             "--home",
             str(self.home),
+            *self.args,
         ]
 
     def log_text(self) -> str:
@@ -80,15 +85,35 @@ class Cluster:
         self.registry = root / "registry"
         self.nodes: dict[str, ClusterNode] = {}
 
-    def add(self, name: str, transports: tuple[str, ...] = ("quic", "tcp", "ws")) -> ClusterNode:
+    def add(
+        self,
+        name: str,
+        transports: tuple[str, ...] = ("quic", "tcp", "ws"),
+        *,
+        routers: tuple[str, ...] = (),
+        args: tuple[str, ...] = (),
+    ) -> ClusterNode:
+        """Register ``name`` (direct on free loopback ports, or indirect behind ``routers``,
+        which must be registered already) and prepare its home; ``args`` go to ``hnet node``."""
         home = self.root / name
         home.mkdir(parents=True, mode=0o700, exist_ok=True)
         keyfile = home / "key"
         key = keys.generate()
         keys.write_keyfile(keyfile, key)
-        ports = {t: free_port() for t in transports}
-        Registry(self.registry).register(name, keys.public_bytes(key), ip=LOOPBACK, ports=ports)
-        node = ClusterNode(name, home, keyfile, ports, log_path=home / "node.log")
+        ports = {} if routers else {t: free_port() for t in transports}
+        if routers:
+            Registry(self.registry).register(name, keys.public_bytes(key), routers=routers)
+        else:
+            Registry(self.registry).register(name, keys.public_bytes(key), ip=LOOPBACK, ports=ports)
+        node = ClusterNode(
+            name,
+            home,
+            keyfile,
+            ports,
+            log_path=home / "node.log",
+            routers=tuple(routers),
+            args=list(args),
+        )
         self.nodes[name] = node
         return node
 

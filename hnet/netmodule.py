@@ -3,8 +3,12 @@
 - A remote request whose body is not a ``ConnectionRequest`` is a *hello*: it is logged and
   answered with a Response whose body is ``b"ack"`` (the reference's ``hi`` command; the
   basis of ``hnet ping``).
-- ``ConnectionRequest`` is only meaningful from one of our routers when we are indirect; this
-  node does not use routers yet, so it is logged and ignored.
+- ``ConnectionRequest(from)`` is only meaningful from one of our routers when we are
+  indirect: it goes to the indirect role (``on_connection_request``), which answers it;
+  otherwise it is logged and ignored, as the reference does.
+- A remote *response* carrying a NetResponse answers a ConnectionRequest we sent as a router
+  (``on_response``: ``Rejected(from)`` drops the pending passthrough); other responses are
+  ignored.
 - Local requests carry NetActions: HnsUpdate/HnsBatchUpdate feed the PKI, GetPeers, GetPeer,
   GetDiagnostics, Sign (over ``source_address_string + blob``) and Verify.
 """
@@ -43,6 +47,7 @@ from hnet.wire import (
     Verified,
     Verify,
     decode_net_action,
+    decode_net_response,
     encode_net_response,
 )
 
@@ -50,6 +55,11 @@ log = get_logger("net")
 
 NET_PROCESS = "net:distro:sys"
 ACK = b"ack"
+
+#: (message, ``from``) -> True if the ConnectionRequest was taken (it is answered later)
+OnConnectionRequest = Callable[[KernelMessage, str], bool]
+#: a remote node's NetResponse to one of our requests
+OnNetResponse = Callable[[KernelMessage, NetResponse], None]
 
 
 class NetPki(Protocol):
@@ -72,6 +82,8 @@ class NetModule:
         send: Callable[[KernelMessage], Awaitable[None]],
         connected_peers: Callable[[], list[str]],
         diagnostics: Callable[[], str],
+        on_connection_request: OnConnectionRequest | None = None,
+        on_response: OnNetResponse | None = None,
     ) -> None:
         self.our_name = our_name
         self.address = Address.parse(f"{our_name}@{NET_PROCESS}")
@@ -80,12 +92,22 @@ class NetModule:
         self._send = send
         self._connected = connected_peers
         self._diagnostics = diagnostics
+        self._on_connection_request = on_connection_request
+        self._on_response = on_response
         self.hellos = 0
 
     async def handle(self, km: KernelMessage, via: str | None) -> None:
         message = km.message
         if isinstance(message, ResponseMessage):
-            log.debug("net: response ignored", source=str(km.source))
+            if km.source.node != self.our_name and self._on_response is not None:
+                try:
+                    response = decode_net_response(message.response.body)
+                except CodecError:
+                    log.debug("net: response ignored", source=str(km.source))
+                    return
+                self._on_response(km, response)
+            else:
+                log.debug("net: response ignored", source=str(km.source))
             return
         if km.source.node == self.our_name:
             await self._local(km, message)
@@ -98,7 +120,13 @@ class NetModule:
         except CodecError:
             action = None
         if isinstance(action, ConnectionRequest):
-            log.info("ConnectionRequest ignored: this node has no routers", source=km.source.node)
+            hook = self._on_connection_request
+            if hook is None or not hook(km, action.name):
+                log.info(
+                    "ConnectionRequest ignored: we are not indirect or it is not our router",
+                    source=km.source.node,
+                    name=action.name,
+                )
             return
         self.hellos += 1
         log.info(
@@ -145,6 +173,10 @@ class NetModule:
             log.info("NetAction ignored for a local caller", action=type(action).__name__)
             return
         await self._reply(km, encode_net_response(response), blob)
+
+    async def respond(self, km: KernelMessage, response: NetResponse) -> None:
+        """Answer the request ``km`` with a NetResponse."""
+        await self._reply(km, encode_net_response(response))
 
     async def _reply(
         self, km: KernelMessage, body: bytes, blob: LazyLoadBlob | None = None

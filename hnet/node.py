@@ -1,8 +1,10 @@
-"""``Node``: the composition of PKI, listeners, dialler, peers and the net module.
+"""``Node``: the composition of PKI, listeners, dialler, peers, routing and the net module.
 
-Used alike by the CLI, the tests and the benchmarks. A node listens on the ports of its own
-HNS record, dials peers from theirs, and answers hellos. Local callers (the control socket,
-tests) use :meth:`Node.request`.
+Used alike by the CLI, the tests and the benchmarks. A direct node listens on the ports of its
+own HNS record; an indirect one (its record lists routers) listens nowhere and keeps sessions
+to its routers instead. Peers are dialled from their records, directly or through their
+routers. A direct node started with ``max_passthroughs > 0`` is also a router. Local callers
+(the control socket, tests) use :meth:`Node.request`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,25 +25,35 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import WebSocketException
 
 from hnet import keys, limits
+from hnet.framing import FirstFrame, FramingError, classify_first_frame
 from hnet.handshake import HandshakeError, PeerHandshake
 from hnet.log import get_logger
 from hnet.netmodule import NET_PROCESS, NetModule
-from hnet.peers import DialError, PeerManager
+from hnet.peers import DialError, PeerManager, failure_reason
 from hnet.pki import Pki
 from hnet.quic import QuicListener
 from hnet.quic import connect as quic_connect
 from hnet.requests import Reply, RequestTracker, SendFailed
-from hnet.session import Session, SessionError
+from hnet.routing.dial import ROUTED_TRANSPORTS, dial_via_routers
+from hnet.routing.indirect import IndirectRole
+from hnet.routing.passthrough import TcpEnd, WsEnd
+from hnet.routing.router import Rest, Router, RoutingRefused
+from hnet.session import Session, SessionClosed, SessionError
 from hnet.supervisor import Supervisor
 from hnet.transport import tcp as tcp_transport
 from hnet.transport import ws as ws_transport
 from hnet.wire import (
     Address,
+    ConnectionRequest,
     KernelMessage,
     LazyLoadBlob,
+    NetResponse,
+    Rejected,
     Request,
     ResponseMessage,
     SendErrorKind,
+    encode_kernel_message,
+    encode_net_action,
 )
 
 log = get_logger("node")
@@ -70,6 +83,9 @@ class NodeConfig:
     handshake_timeout: float = limits.HANDSHAKE_TIMEOUT
     transports: tuple[str, ...] = TRANSPORTS
     quic_backend: str | None = None
+    #: passthroughs (pending + active) this node holds as a router; 0: not a router
+    max_passthroughs: int = limits.MAX_PASSTHROUGHS
+    router_reconnect_interval: float = limits.ROUTER_RECONNECT_INTERVAL
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -98,7 +114,18 @@ class Node:
             send=self.send,
             connected_peers=lambda: [i.name for i in self.peers.infos() if i.transport],
             diagnostics=self.diagnostics,
+            on_connection_request=self._on_connection_request,
+            on_response=self._on_net_response,
         )
+        self.router = Router(
+            our_name=config.name,
+            max_passthroughs=config.max_passthroughs,
+            lookup=pki.networking_key,
+            record=pki.record,
+            request_connection=self._send_connection_request,
+        )
+        #: set at start when our record lists routers instead of an address
+        self.indirect: IndirectRole | None = None
         self._connectors: dict[str, Connector] = {
             "tcp": tcp_transport.connect,
             "ws": ws_transport.connect,
@@ -122,6 +149,9 @@ class Node:
             self.config.key
         ):
             raise NodeStartError(f"{self.name}: key file does not match the name's ~net-key in HNS")
+        if not rec.ips and rec.routers:
+            self._start_indirect(rec.routers)
+            return
         ports = {t: rec.ports.get(t, 0) for t in self.config.transports}
         if not any(ports.values()):
             raise NodeStartError(
@@ -169,6 +199,26 @@ class Node:
             ) from None
         log.info("node up", name=self.name, listening=self.listening)
 
+    def _start_indirect(self, routers: tuple[str, ...]) -> None:
+        """An indirect node: no listener (no address in our record); sessions to our routers."""
+        if self.config.max_passthroughs:
+            log.warning("an indirect node cannot route; --max-passthroughs ignored")
+            self.router.table.max_passthroughs = 0
+        self.indirect = IndirectRole(
+            our_name=self.name,
+            routers=routers,
+            key=self.config.key,
+            record=self.pki.record,
+            lookup=self.pki.networking_key,
+            peers=self.peers,
+            dial_router=lambda router: self._dial(router, None),
+            respond=self.net.respond,
+            reconnect_interval=self.config.router_reconnect_interval,
+            handshake_timeout=self.config.handshake_timeout,
+        )
+        self.indirect.start()
+        log.info("node up (indirect)", name=self.name, routers=list(routers))
+
     async def _stop_listening(self) -> None:
         if self._tcp_server is not None:
             self._tcp_server.close()
@@ -186,6 +236,9 @@ class Node:
             self._tcp_server.close()
         if self._quic_listener is not None:
             self._quic_listener.close()
+        if self.indirect is not None:
+            await self.indirect.aclose()
+        self.router.close()
         await self.peers.aclose()
         self._tracker.fail_all("node shutting down")
         await self._sup.aclose()
@@ -215,33 +268,67 @@ class Node:
 
     async def _accept_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        rest: Rest | None = None
         try:
             async with asyncio.timeout(self.config.handshake_timeout):
-                session = await tcp_transport.accept(reader, writer, self._responder())
-        except (HandshakeError, SessionError, TimeoutError, OSError) as e:
+                first = await tcp_transport.read_first_frame(reader, writer)
+                if classify_first_frame(first) is FirstFrame.ROUTING_REQUEST:
+                    rest = await self.router.admit(first, TcpEnd(reader, writer))
+                else:
+                    session = await tcp_transport.accept(
+                        reader, writer, self._responder(), first=first
+                    )
+        except RoutingRefused:
+            writer.close()
+            return
+        except (HandshakeError, SessionError, FramingError, TimeoutError, OSError) as e:
             self.stats["handshake_failures"] += 1
-            log.info("inbound tcp handshake failed", remote=str(peer), reason=_reason(e))
+            log.info("inbound tcp handshake failed", remote=str(peer), reason=failure_reason(e))
             writer.close()
             return
         finally:
             self._handshakes -= 1
+        if rest is not None:
+            await rest()
+            return
         self.peers.attach(session)
 
     async def _on_ws(self, ws: ServerConnection) -> None:
         if self._handshakes >= limits.MAX_PENDING_HANDSHAKES:
             return
         self._handshakes += 1
+        rest: Rest | None = None
         try:
             async with asyncio.timeout(self.config.handshake_timeout):
-                session = await ws_transport.accept(ws, self._responder())
-        except (HandshakeError, SessionError, TimeoutError, OSError, WebSocketException) as e:
+                first = await ws_transport.read_first_message(ws)
+                if classify_first_frame(first) is FirstFrame.ROUTING_REQUEST:
+                    rest = await self.router.admit(first, WsEnd(ws))
+                else:
+                    session = await ws_transport.accept(ws, self._responder(), first=first)
+        except RoutingRefused:
+            return
+        except (
+            HandshakeError,
+            SessionError,
+            FramingError,
+            TimeoutError,
+            OSError,
+            WebSocketException,
+        ) as e:
             self.stats["handshake_failures"] += 1
             log.info(
-                "inbound ws handshake failed", remote=str(ws.remote_address), reason=_reason(e)
+                "inbound ws handshake failed",
+                remote=str(ws.remote_address),
+                reason=failure_reason(e),
             )
             return
         finally:
             self._handshakes -= 1
+        if rest is not None:
+            # The WS server closes the connection when this handler returns: stay until the
+            # passthrough ends.
+            await rest()
+            return
         self.peers.attach(session)
         # The WS server closes the connection when this handler returns: stay until it ends.
         await ws.wait_closed()
@@ -264,18 +351,38 @@ class Node:
         if rec is None:
             raise DialError(f"{name}: not in HNS ({self.pki.source})")
         if not rec.ips:
-            raise DialError(
-                f"{name}: indirect node (routers {', '.join(rec.routers)}); "
-                "routed connections are not supported yet"
-            )
+            return await self._dial_routed(name, rec.routers, via)
         if via is not None:
             return await self._dial_in_order(name, [via])
         offered = [t for t in self.config.transports if rec.ports.get(t)]
         if not offered:
             raise DialError(f"{name}: HNS record offers no transport we speak")
+        if self.indirect is not None and self.indirect.is_router(name):
+            # Our session to one of our routers: TCP then WS as the reference, no QUIC race.
+            # (A race's loser can reach the router after the winner and replace it there,
+            # leaving the router without our proxy session until the next reconnect round.)
+            return await self._dial_in_order(name, [t for t in offered if t != "quic"] or offered)
         if offered[0] != "quic" or len(offered) == 1:
             return await self._dial_in_order(name, offered)
         return await self._dial_racing(name, offered[1:])
+
+    async def _dial_routed(self, name: str, routers: tuple[str, ...], via: str | None) -> Session:
+        """An indirect node: through one of its routers (TCP or WS; QUIC is not routed)."""
+        if via is not None and via not in ROUTED_TRANSPORTS:
+            raise DialError(f"{name}: indirect node, and {via} connections are not routed")
+        allowed = [via] if via is not None else list(self.config.transports)
+        session, router = await dial_via_routers(
+            name,
+            routers,
+            our_name=self.name,
+            key=self.config.key,
+            record=self.pki.record,
+            lookup=self.pki.networking_key,
+            transports=[t for t in ROUTED_TRANSPORTS if t in allowed],
+            timeout=self.config.handshake_timeout,
+        )
+        self.peers.note_routed(session, router)
+        return session
 
     async def _dial_racing(self, name: str, fallback: list[str]) -> Session:
         quic = self._sup.spawn(self._attempt(name, ["quic"]), name=f"dial quic {name}")
@@ -337,13 +444,52 @@ class Node:
                 signing_key=self.config.key,
                 lookup=self.pki.networking_key,
                 expected_peer=name,
+                # An indirect node asks its routers to route for it on every session it opens.
+                proxy_request=self.indirect is not None and self.indirect.is_router(name),
             )
             try:
                 async with asyncio.timeout(self.config.handshake_timeout):
                     return await connect(ip, port, hs)
             except (HandshakeError, SessionError, TimeoutError, OSError, WebSocketException) as e:
-                errors.append(f"{transport} {ip}:{port}: {_reason(e)}")
+                errors.append(f"{transport} {ip}:{port}: {failure_reason(e)}")
         raise DialError(f"{name}: unreachable ({'; '.join(errors)})")
+
+    # --- routing ---------------------------------------------------------------------------
+
+    async def _send_connection_request(self, target: str, source: str) -> bool:
+        """As a router: ask ``target``, over the session it opened with ``proxy_request``, to
+        open its side of a routed connection for ``source``."""
+        session = self.peers.routing_for(target)
+        if session is None:
+            return False
+        km = KernelMessage(
+            id=secrets.randbits(64),
+            source=self.net.address,
+            target=Address.net(target),
+            rsvp=None,
+            message=Request(
+                inherit=False,
+                expects_response=int(limits.ROUTING_PENDING_LIFETIME),
+                body=encode_net_action(ConnectionRequest(source)),
+                metadata=None,
+                capabilities=(),
+            ),
+            lazy_load_blob=None,
+        )
+        try:
+            await session.send(encode_kernel_message(km))
+        except SessionClosed:
+            return False
+        return True
+
+    def _on_connection_request(self, km: KernelMessage, source: str) -> bool:
+        if self.indirect is None:
+            return False
+        return self.indirect.on_connection_request(km, source)
+
+    def _on_net_response(self, km: KernelMessage, response: NetResponse) -> None:
+        if isinstance(response, Rejected):
+            self.router.rejected(response.name, km.source.node)
 
     # --- messages --------------------------------------------------------------------------
 
@@ -419,14 +565,26 @@ class Node:
 
     def diagnostics(self) -> str:
         infos = self.peers.infos()
+        listening = ", ".join(f"{t} {h}:{p}" for t, (h, p) in self.listening.items())
         lines = [
             f"node {self.name}, up {time.time() - self.started:.0f} s",
-            f"listening: {', '.join(f'{t} {h}:{p}' for t, (h, p) in self.listening.items())}",
+            f"listening: {listening or 'nowhere'}",
             f"PKI: {len(self.pki)} records from {self.pki.source}",
-            f"peers: {len(infos)} ({self.peers.max_peers} max)",
         ]
+        if self.indirect is not None:
+            lines.append(self.indirect.describe())
+        if self.router.enabled:
+            lines.append(self.router.describe())
+        routing_for = [i.name for i in infos if i.routing_for]
+        if routing_for:
+            lines.append(f"routing for: {', '.join(routing_for)}")
+        lines.append(f"peers: {len(infos)} ({self.peers.max_peers} max)")
         for i in infos:
             state = f"{i.transport} {i.remote}" if i.transport else "dialling"
+            if i.router:
+                state += f" via router {i.router}"
+            if i.routing_for:
+                state += " (routing for it)"
             lines.append(
                 f"  {i.name}: {state}, in {i.messages_in} out {i.messages_out}, "
                 f"last active {i.last_active_ago:.1f} s ago"
@@ -443,14 +601,6 @@ def _session_or_raise(result: Session | DialError) -> Session:
     if isinstance(result, DialError):
         raise result
     return result
-
-
-def _reason(e: BaseException) -> str:
-    if isinstance(e, TimeoutError):
-        return "timed out"
-    if isinstance(e, ConnectionRefusedError):
-        return "connection refused"
-    return str(e) or type(e).__name__
 
 
 __all__ = ["Node", "NodeConfig", "NodeStartError", "Reply", "SendFailed"]

@@ -11,11 +11,15 @@
 - Inbound bytes are decoded here once for every transport: a message that does not decode,
   whose source node is not the authenticated peer ("spoofed source"), or whose source process
   is not hypermap-safe closes the session.
+- Routing: a session the peer opened with ``proxy_request`` asks us to route for it
+  (:meth:`PeerManager.routing_for`); a session that runs through a router (either way) is
+  noted with the router's name (:meth:`PeerManager.note_routed`). Both show in :class:`PeerInfo`.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -45,6 +49,15 @@ class DialError(Exception):
     """No transport reached the peer; the message says what was tried."""
 
 
+def failure_reason(e: BaseException) -> str:
+    """One short phrase for why a connection attempt failed."""
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    return str(e) or type(e).__name__
+
+
 @dataclass
 class _Queued:
     km: KernelMessage
@@ -71,6 +84,10 @@ class PeerInfo:
     messages_in: int
     messages_out: int
     queued: int
+    #: the peer opened its session with ``proxy_request``: we route for it
+    routing_for: bool = False
+    #: the session runs through this router (a routed connection), else None
+    router: str | None = None
 
 
 class PeerManager:
@@ -96,6 +113,7 @@ class PeerManager:
         self.retire_grace = retire_grace
         self._peers: OrderedDict[str, Peer] = OrderedDict()
         self._closing = False
+        self._routed: weakref.WeakKeyDictionary[Session, str] = weakref.WeakKeyDictionary()
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -105,6 +123,17 @@ class PeerManager:
     def session(self, name: str) -> Session | None:
         peer = self._peers.get(name)
         return peer.session if peer else None
+
+    def routing_for(self, name: str) -> Session | None:
+        """``name``'s session if the peer opened it asking us to route for it."""
+        s = self.session(name)
+        if s is None or s.closed or s.initiator or not s.proxy_request:
+            return None
+        return s
+
+    def note_routed(self, session: Session, router: str) -> None:
+        """Record that ``session`` runs through ``router`` (for PeerInfo and diagnostics)."""
+        self._routed[session] = router
 
     def infos(self) -> list[PeerInfo]:
         now = time.monotonic()
@@ -121,6 +150,8 @@ class PeerManager:
                     messages_in=s.messages_in if s else 0,
                     messages_out=s.messages_out if s else 0,
                     queued=len(p.queue),
+                    routing_for=bool(s and not s.initiator and s.proxy_request),
+                    router=self._routed.get(s) if s else None,
                 )
             )
         return out
@@ -228,6 +259,17 @@ class PeerManager:
         if peer.dialling and peer.queue:
             # An inbound session arrived while we dialled: use it now.
             self._sup.spawn(self._flush(peer), name=f"flush {peer.name}")
+
+    def adopt(self, session: Session) -> None:
+        """Take a session we opened outside a send (an indirect node's session to one of its
+        routers): it becomes the peer's session, replacing any old one."""
+        if self._closing:
+            session.abort("node shutting down")
+            return
+        peer = self._peers.get(session.peer_name)
+        if peer is None:
+            peer = self._add(Peer(name=session.peer_name))
+        self._install(peer, session)
 
     def upgrade(self, session: Session) -> None:
         """Move a peer to a better session we dialled (QUIC after a TCP/WS fallback)."""

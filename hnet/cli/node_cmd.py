@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser(
         "node",
         help="run a node",
-        description="Run a node: listen on the ports of NAME's HNS record, answer hellos, "
+        description="Run a node: listen on the ports of NAME's HNS record (or, if the record "
+        "lists routers instead of an address, keep sessions to those routers), answer hellos, "
         "and serve a control socket (owner-only) in the home directory. SIGINT/SIGTERM stop it.",
     )
     p.add_argument("--name", required=True, metavar="NAME", help="this node's HNS name")
@@ -42,6 +43,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--bind", metavar="IP", help="listen on this IP instead of the record's")
     p.add_argument(
         "--max-peers", type=int, default=limits.MAX_PEERS, metavar="N", help="peer bound"
+    )
+    p.add_argument(
+        "--max-passthroughs",
+        type=int,
+        default=limits.MAX_PASSTHROUGHS,
+        metavar="N",
+        help="act as a router for up to N passthroughs, pending and active "
+        f"(default {limits.MAX_PASSTHROUGHS}: not a router)",
     )
     p.add_argument("--log-json", action="store_true", help="log JSON lines to stderr")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -62,8 +71,15 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     if args.max_peers < 1:
         raise CliError("--max-peers must be at least 1")
+    if args.max_passthroughs < 0:
+        raise CliError("--max-passthroughs must be at least 0")
     config = NodeConfig(
-        name=args.name, key=key, home=home, bind=args.bind, max_peers=args.max_peers
+        name=args.name,
+        key=key,
+        home=home,
+        bind=args.bind,
+        max_peers=args.max_peers,
+        max_passthroughs=args.max_passthroughs,
     )
     registry = Registry(registry_of(args))
     return run_loop(_main(config, registry))

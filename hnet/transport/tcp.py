@@ -131,38 +131,64 @@ class TcpSession(Session):
 
 
 class RoutingRequestRefused(SessionError):
-    """The first frame was a RoutingRequest and this node does not route."""
+    """The first frame was a RoutingRequest and the caller does not route."""
 
 
-async def connect(host: str, port: int, hs: PeerHandshake) -> TcpSession:
-    """Dial, run the initiator handshake and return the session (caller bounds the time)."""
+async def connect(
+    host: str, port: int, hs: PeerHandshake, routing_request: bytes | None = None
+) -> TcpSession:
+    """Dial, run the handshake and return the session (caller bounds the time).
+
+    With ``routing_request`` (msgpack bytes) the host is a router: the request is sent first,
+    as a ``[u16 BE len][msgpack]`` frame, and the handshake then runs end to end with the
+    node the router pairs us with. ``hs`` is usually the initiator; it is the responder when
+    an indirect node answers a ConnectionRequest through its router.
+    """
     reader, writer = await asyncio.open_connection(host, port, limit=READ_SIZE)
     try:
         tune_socket(writer)
-        await run_handshake(hs, TcpHandshakeChannel(reader, writer))
+        channel = TcpHandshakeChannel(reader, writer)
+        if routing_request is not None:
+            await channel.send_handshake(routing_request)
+        await run_handshake(hs, channel)
     except BaseException:
         writer.close()
         raise
     assert hs.peer_name is not None
     return TcpSession(
-        reader, writer, hs.split(), peer_name=hs.peer_name, initiator=True, proxy_request=False
+        reader,
+        writer,
+        hs.split(),
+        peer_name=hs.peer_name,
+        initiator=hs.initiator,
+        proxy_request=False if hs.initiator else hs.peer_proxy_request,
     )
 
 
+async def read_first_frame(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    """A responder's first frame: Noise ``-> e`` (32 bytes) or a RoutingRequest (up to
+    ROUTING_REQUEST_MAX); classify it with :func:`hnet.framing.classify_first_frame`."""
+    tune_socket(writer)
+    channel = TcpHandshakeChannel(reader, writer)
+    return await channel.recv_frame(max(limits.ROUTING_REQUEST_MAX, NOISE_E_LEN))
+
+
 async def accept(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hs: PeerHandshake
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    hs: PeerHandshake,
+    first: bytes | None = None,
 ) -> TcpSession:
     """Run the responder side on an accepted socket (caller bounds the time).
 
-    The first frame is a Noise ``-> e`` if it is exactly 32 bytes, else a RoutingRequest;
-    this node is not a router, so a RoutingRequest is refused.
+    ``first`` is the first frame when the caller has read it already (to route a
+    RoutingRequest); otherwise it is read here, and a RoutingRequest is refused.
     """
-    tune_socket(writer)
-    channel = TcpHandshakeChannel(reader, writer)
-    first = await channel.recv_frame(max(limits.ROUTING_REQUEST_MAX, NOISE_E_LEN))
+    if first is None:
+        first = await read_first_frame(reader, writer)
     if len(first) != NOISE_E_LEN:
         raise RoutingRequestRefused("routing request refused: this node does not route")
-    await run_handshake(hs, channel, first=first)
+    await run_handshake(hs, TcpHandshakeChannel(reader, writer), first=first)
     assert hs.peer_name is not None
     return TcpSession(
         reader,

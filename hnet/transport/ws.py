@@ -144,25 +144,51 @@ class WsSession(Session):
         self._ws.transport.close()
 
 
-async def connect(host: str, port: int, hs: PeerHandshake) -> WsSession:
-    """Dial ``ws://host:port``, run the initiator handshake (caller bounds the time)."""
+async def connect(
+    host: str, port: int, hs: PeerHandshake, routing_request: bytes | None = None
+) -> WsSession:
+    """Dial ``ws://host:port``, run the handshake (caller bounds the time).
+
+    With ``routing_request`` (msgpack bytes) the host is a router: the request is sent first,
+    as one binary message, and the handshake then runs end to end with the node the router
+    pairs us with (``hs`` is the responder when answering a ConnectionRequest).
+    """
     ws = await ws_connect(
         f"ws://{format_host(host)}:{port}",
         open_timeout=None,
         **WS_OPTIONS,  # type: ignore[arg-type]
     )
     try:
-        await run_handshake(hs, WsHandshakeChannel(ws))
+        channel = WsHandshakeChannel(ws)
+        if routing_request is not None:
+            await channel.send_handshake(routing_request)
+        await run_handshake(hs, channel)
     except BaseException:
         ws.transport.close()
         raise
     assert hs.peer_name is not None
-    return WsSession(ws, hs.split(), peer_name=hs.peer_name, initiator=True, proxy_request=False)
+    return WsSession(
+        ws,
+        hs.split(),
+        peer_name=hs.peer_name,
+        initiator=hs.initiator,
+        proxy_request=False if hs.initiator else hs.peer_proxy_request,
+    )
 
 
-async def accept(ws: Connection, hs: PeerHandshake) -> WsSession:
-    """Run the responder side on an accepted WS connection (caller bounds the time)."""
-    await run_handshake(hs, WsHandshakeChannel(ws))
+async def read_first_message(ws: Connection) -> bytes:
+    """A responder's first message: Noise ``-> e`` (32 bytes) or a RoutingRequest; classify it
+    with :func:`hnet.framing.classify_first_frame`."""
+    return await WsHandshakeChannel(ws).recv_handshake()
+
+
+async def accept(ws: Connection, hs: PeerHandshake, first: bytes | None = None) -> WsSession:
+    """Run the responder side on an accepted WS connection (caller bounds the time).
+
+    ``first`` is the first message when the caller has read it already (to route a
+    RoutingRequest).
+    """
+    await run_handshake(hs, WsHandshakeChannel(ws), first=first)
     assert hs.peer_name is not None
     return WsSession(
         ws,
