@@ -62,6 +62,30 @@ SEND_QUEUE_PER_PEER = 256
 #: Local inbound messages waiting for the node's dispatcher.
 INBOX_SIZE = 4_096
 
+# --- routing (routers and indirect nodes, PROTOCOL-FACTS §4) -------------------------------
+
+#: Default bound on passthroughs (pending + active) a router holds. Reference:
+#: DEFAULT_MAX_PASSTHROUGHS = 0, i.e. a node is not a router unless its operator says so
+#: (``hnet node --max-passthroughs N``). When full, the oldest passthrough is evicted (as the
+#: reference does), so a burst of requests cannot lock legitimate pairs out for long.
+MAX_PASSTHROUGHS = 0
+#: How long a router keeps a source's socket parked while the indirect target is asked (with a
+#: ConnectionRequest) to open its side. The source gives up after HANDSHAKE_TIMEOUT (it covers
+#: the whole routed connect + handshake), so a parked socket is useless after that. The
+#: reference has no expiry (a TODO notes the dangling entries); its request's
+#: ``expects_response`` is 5 s.
+ROUTING_PENDING_LIFETIME = HANDSHAKE_TIMEOUT
+#: A passthrough with no bytes either way for this long is closed. The two ends' sessions close
+#: themselves after IDLE_TIMEOUT of no messages, so this only bounds pipes whose ends went
+#: silent without closing. Reference: none over TCP, 2 h over WS.
+PASSTHROUGH_IDLE_TIMEOUT = IDLE_TIMEOUT
+#: Bytes read from one side of a TCP passthrough per write to the other (the pipe waits for
+#: the write to drain before reading again, so this bounds what a router buffers per pipe).
+PASSTHROUGH_READ_SIZE = 64 * 1024
+#: An indirect node re-checks its sessions to its routers this often and redials the missing
+#: ones. Reference: ``maintain_routers`` sleeps 4 s between rounds.
+ROUTER_RECONNECT_INTERVAL = 4.0
+
 # --- control socket -------------------------------------------------------------------------
 
 #: Largest control request/response line (JSON). Diagnostics of 1k peers fit easily.
