@@ -394,11 +394,11 @@ class Node:
             other.cancel()
             raise
         if quic.done() and isinstance(quic.result(), Session):
-            other.cancel()
-            if other.done() and not other.cancelled():
-                loser = other.result()
-                if isinstance(loser, Session):
-                    loser.abort("QUIC came up first")
+            if not other.done():
+                other.cancel()
+            elif not other.cancelled() and isinstance(other.result(), Session):
+                # Both came up: the peer may already use the fallback; read it a while.
+                self.peers.adopt_retired(_session_or_raise(other.result()))
             return _session_or_raise(quic.result())
         if other.done() and isinstance(other.result(), Session):
             # Use the fallback now; let QUIC take over when (if) it comes up.

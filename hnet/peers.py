@@ -45,6 +45,10 @@ OnSendError = Callable[[KernelMessage, SendErrorKind, str], Coroutine[Any, Any, 
 Dialer = Callable[[str, "str | None"], Awaitable[Session]]
 
 
+#: Preference between transports when two live sessions with a peer disagree.
+TRANSPORT_RANK = {"quic": 3, "tcp": 2, "ws": 1}
+
+
 class DialError(Exception):
     """No transport reached the peer; the message says what was tried."""
 
@@ -71,6 +75,8 @@ class Peer:
     dialling: bool = False
     dial_via: str | None = None
     queue: deque[_Queued] = field(default_factory=deque)
+    #: replaced sessions still being read for their grace period
+    retired: set[Session] = field(default_factory=set)
     last_active: float = field(default_factory=time.monotonic)
 
 
@@ -282,13 +288,29 @@ class PeerManager:
         else:
             self._install(peer, session)
 
-    def _install(self, peer: Peer, session: Session) -> None:
+    def adopt_retired(self, session: Session) -> None:
+        """A session we opened but will not send on (it lost a dial race): read it for the
+        grace period, since the peer may already have chosen it, then close it."""
+        peer = self._peers.get(session.peer_name)
+        if peer is None or self._closing:
+            session.abort("not needed")
+            return
+        session.retire(self.retire_grace)
+        peer.retired.add(session)
+        self._sup.spawn(self._run(peer, session), name=f"retired {session.describe()}")
+
+    def _make_current(self, peer: Peer, session: Session) -> None:
         old = peer.session
         peer.session = session
         self._touch(peer)
+        peer.retired.discard(session)
         if old is not None and old is not session:
             # Retire, not abort: what the peer already sent on it is still read and delivered.
             old.retire(self.retire_grace)
+            peer.retired.add(old)
+
+    def _install(self, peer: Peer, session: Session) -> None:
+        self._make_current(peer, session)
         log.info(
             "session up",
             peer=peer.name,
@@ -309,9 +331,19 @@ class PeerManager:
         finally:
             session.abort("ended")
             log.info("session down", peer=peer.name, reason=session.close_reason)
+            peer.retired.discard(session)
             if peer.session is session:
                 peer.session = None
-                if not peer.dialling and self._peers.get(peer.name) is peer:
+                fallback = max(
+                    (s for s in peer.retired if not s.closed),
+                    key=lambda s: TRANSPORT_RANK[s.transport],
+                    default=None,
+                )
+                if fallback is not None:
+                    # The new session died young: go back to the one it replaced.
+                    fallback.unretire()
+                    self._make_current(peer, fallback)
+                elif not peer.dialling and self._peers.get(peer.name) is peer:
                     del self._peers[peer.name]
 
     async def _deliver(self, peer: Peer, session: Session, data: bytes) -> None:
@@ -327,6 +359,21 @@ class PeerManager:
             session.abort("non-hypermap-safe process")
             raise SessionError(f"non-hypermap-safe source process {km.source.process}")
         self._touch(peer)
+        current = peer.session
+        if (
+            session is not current
+            and session.retired
+            and not session.closed
+            and (
+                current is None
+                or TRANSPORT_RANK[session.transport] > TRANSPORT_RANK[current.transport]
+            )
+        ):
+            # Both ends of a dial race may disagree on which new session won; the peer sending
+            # on the better transport settles it, the same way on both ends.
+            log.info("peer uses a better session; switching", peer=peer.name, to=session.transport)
+            session.unretire()
+            self._make_current(peer, session)
         await self._on_message(km, session)
 
     # --- bounds ----------------------------------------------------------------------------

@@ -76,6 +76,7 @@ class Session(abc.ABC):
         self.closed = False
         #: replaced by a newer session: no more sends, still read until the grace period ends
         self.retired = False
+        self._retire_timer: asyncio.TimerHandle | None = None
         self.close_reason = ""
 
     def touch(self) -> None:
@@ -99,7 +100,16 @@ class Session(abc.ABC):
         if self.closed or self.retired:
             return
         self.retired = True
-        asyncio.get_running_loop().call_later(grace, self.abort, "replaced by a new session")
+        self._retire_timer = asyncio.get_running_loop().call_later(
+            grace, self.abort, "replaced by a new session"
+        )
+
+    def unretire(self) -> None:
+        """Make a retired session usable again (the peer chose it, see PeerManager)."""
+        if self._retire_timer is not None:
+            self._retire_timer.cancel()
+            self._retire_timer = None
+        self.retired = False
 
     def describe(self) -> str:
         return f"{self.peer_name} via {self.transport} ({self.remote})"

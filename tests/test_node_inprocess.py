@@ -248,3 +248,24 @@ async def test_idle_sessions_are_closed(net: Net) -> None:
     async with asyncio.timeout(5):
         while b.peers.session("a.os") is not None:
             await asyncio.sleep(0.05)
+
+
+async def test_dial_race_converges_on_quic_on_both_ends(net: Net) -> None:
+    """QUIC races TCP on a first dial; whatever order the two sessions reach each end in,
+    hellos never get lost and both ends settle on the same (QUIC) session."""
+    for i in range(6):
+        net.register(f"x{i}.os", ("quic", "tcp", "ws"))
+        net.register(f"y{i}.os", ("quic", "tcp", "ws"))
+        x = await net.node(f"x{i}.os")
+        y = await net.node(f"y{i}.os")
+        for _ in range(3):
+            await hello(x, y.name)
+        async with asyncio.timeout(10):
+            while True:
+                sx, sy = x.peers.session(y.name), y.peers.session(x.name)
+                if sx is not None and sy is not None and sx.transport == sy.transport == "quic":
+                    break
+                await hello(x, y.name)
+                await asyncio.sleep(0.05)
+        reply = await hello(y, x.name)
+        assert reply.via == "quic"
