@@ -234,6 +234,7 @@ class NoiseQuicConnection:
         self.pacer = BulkPacer()
         #: the bulk window has room for another slice (see datagrams_to_send)
         self.bulk_ready = False
+        self._small_written = False
         self._sent_bytes = 0
         self.inflight_bytes = 0
         self.inflight_bulk_bytes = 0
@@ -293,8 +294,13 @@ class NoiseQuicConnection:
         call again soon, after letting other work run (a slice is a fraction of a millisecond
         of sending, so small messages and deliveries interleave with a large transfer).
         """
+        out: list[tuple[bytes, qb.Addr]] = []
+        if self._small_written:
+            # Small messages written since the last call go out before any new bulk slice.
+            self._small_written = False
+            out = self.quic.datagrams_to_send(now)
         self._feed_bulk(now)
-        out = self.quic.datagrams_to_send(now)
+        out += self.quic.datagrams_to_send(now)
         for data, _addr in out:
             self._sent_bytes += len(data)
         if self._state != _CLOSED:
@@ -370,6 +376,7 @@ class NoiseQuicConnection:
         else:
             self.quic.send_stream_data(sid, sealer.seal_all(), True)
             out.written = True
+            self._small_written = bool(self._feeding)
         self.stats["messages_out"] += 1
         self.stats["bytes_out"] += out.size
         return sid
