@@ -268,3 +268,29 @@ async def test_dial_race_converges_on_quic_on_both_ends(net: Net) -> None:
                 await asyncio.sleep(0.05)
         reply = await hello(y, x.name)
         assert reply.via == "quic"
+
+
+async def test_quic_session_survives_client_rebinding_during_a_ping_run(net: Net) -> None:
+    """Migration: the dialling node's UDP socket moves to a new port twice mid-run; the QUIC
+    session (and the peer's view of it) carries on and every hello is answered."""
+    from hnet.quic import QuicSession
+
+    net.register("m.os", ("quic",))
+    net.register("n.os", ("quic",))
+    m = await net.node("m.os")
+    n = await net.node("n.os")
+    await hello(m, "n.os", "quic")
+    client = m.peers.session("n.os")
+    server = n.peers.session("m.os")
+    assert isinstance(client, QuicSession) and isinstance(server, QuicSession)
+    ports = {client.local_address[1]}
+    remotes = {server.remote}
+    for i in range(30):
+        if i in (10, 20):
+            ports.add(client.rebind()[1])
+        reply = await hello(m, "n.os", timeout=5)
+        assert reply.via == "quic"
+        remotes.add(server.remote)
+    assert m.peers.session("n.os") is client and n.peers.session("m.os") is server
+    assert len(ports) == 3
+    assert len(remotes) == 3, remotes  # the server followed the client to each new address
