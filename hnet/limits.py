@@ -31,6 +31,10 @@ ROUTING_REQUEST_MAX = 4_096
 
 #: Deepest msgpack nesting the decoder follows. Real messages nest < 8 levels.
 CODEC_MAX_DEPTH = 32
+#: Most capabilities attached to one Request/Response. Real messages carry a handful; each
+#: decoded one costs ~50x its smallest encoding in Python objects, so without a cap a 10 MB
+#: message of tiny capabilities would make us allocate hundreds of MB.
+MAX_CAPABILITIES = 1_024
 
 # --- timing ---------------------------------------------------------------------------------
 

@@ -841,3 +841,32 @@ def test_net_response_round_trip(response: Any) -> None:
 def test_blob_round_trip(mime: str | None, data: bytes) -> None:
     blob = LazyLoadBlob(mime, data)
     assert decode_lazy_load_blob(encode_lazy_load_blob(blob)) == blob
+
+
+def test_capability_count_is_capped() -> None:
+    from hnet.limits import MAX_CAPABILITIES
+    from hnet.wire import (
+        Address,
+        Capability,
+        KernelMessage,
+        Request,
+        decode_kernel_message,
+        encode_kernel_message,
+    )
+
+    def km(n: int) -> bytes:
+        cap = (Capability(Address.parse("a.os@p:q:r.os"), '"x"'), b"\x01")
+        return encode_kernel_message(
+            KernelMessage(
+                1,
+                Address.parse("a.os@p:q:r.os"),
+                Address.parse("b.os@p:q:r.os"),
+                None,
+                Request(False, None, b"", None, (cap,) * n),
+                None,
+            )
+        )
+
+    assert len(decode_kernel_message(km(MAX_CAPABILITIES)).message.capabilities) == MAX_CAPABILITIES
+    with pytest.raises(CodecError, match="capabilities"):
+        decode_kernel_message(km(MAX_CAPABILITIES + 1))

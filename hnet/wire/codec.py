@@ -68,7 +68,7 @@ from typing import Any, NoReturn, TypeVar, cast
 
 import msgpack
 
-from hnet.limits import CODEC_MAX_DEPTH, MESSAGE_MAX_SIZE
+from hnet.limits import CODEC_MAX_DEPTH, MAX_CAPABILITIES, MESSAGE_MAX_SIZE
 from hnet.wire.errors import CodecError
 from hnet.wire.types import (
     Accepted,
@@ -1006,6 +1006,10 @@ class _Decoder:
 
     def capabilities(self, what: str) -> tuple[tuple[Capability, bytes], ...]:
         n = self.array(what)
+        if n > MAX_CAPABILITIES:
+            # Each decoded capability costs ~50x its smallest encoding in Python objects: a
+            # 10 MB message of tiny capabilities would otherwise cost hundreds of MB.
+            raise CodecError(f"{what}: {n} capabilities (at most {MAX_CAPABILITIES})")
         out: list[tuple[Capability, bytes]] = []
         for _ in range(n):
             self.struct(2, what + " entry")
