@@ -52,11 +52,17 @@ def run_peers(args: argparse.Namespace) -> int:
     if not peers:
         print("no peers")
         return EXIT_OK
-    print(f"{'PEER':24} {'TRANSPORT':9} {'REMOTE':22} {'IN':>6} {'OUT':>6} {'IDLE':>8}")
+    print(f"{'PEER':24} {'TRANSPORT':9} {'REMOTE':22} {'IN':>6} {'OUT':>6} {'IDLE':>8}  NOTE")
     for p in peers:
+        notes = []
+        if p.get("router"):
+            notes.append(f"via router {p['router']}")
+        if p.get("routing_for"):
+            notes.append("we route for it")
         print(
             f"{p['name']:24} {p['transport'] or 'dialling':9} {p['remote'] or '-':22} "
-            f"{p['messages_in']:>6} {p['messages_out']:>6} {p['last_active_ago']:>7.1f}s"
+            f"{p['messages_in']:>6} {p['messages_out']:>6} {p['last_active_ago']:>7.1f}s  "
+            + ", ".join(notes)
         )
     return EXIT_OK
 
