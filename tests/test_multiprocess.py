@@ -61,6 +61,9 @@ def test_peers_and_diag_show_sessions(cluster: Cluster) -> None:
     res = run_cli("peers", "--json", home=home)
     assert res.returncode == 0, res.stderr
     assert '"name": "bob.os"' in res.stdout
+    table = run_cli("peers", home=home)
+    assert table.returncode == 0 and table.stdout.startswith("PEER")
+    assert any(line.startswith("bob.os ") for line in table.stdout.splitlines())
     diag = run_cli("diag", home=home)
     assert diag.returncode == 0 and "node alice.os" in diag.stdout and "bob.os" in diag.stdout
 
