@@ -121,17 +121,24 @@ class Metric:
     #: per-round detail (e.g. node RTT percentiles), same order as ``per_round``
     details: list[dict[str, float]] = field(default_factory=list)
     params: dict[str, object] = field(default_factory=dict)
+    #: unit of the values; default ``us/rt`` for latency, ``MB/s`` for throughput
+    unit: str = ""
+    #: heading of the table section the line is printed under
+    section: str = ""
+    #: False: reported elsewhere (its own table), not in the main one
+    in_table: bool = True
 
-    @property
-    def unit(self) -> str:
-        return "us/rt" if self.kind == LATENCY else "MB/s"
+    def __post_init__(self) -> None:
+        if not self.unit:
+            self.unit = "us/rt" if self.kind == LATENCY else "MB/s"
 
     @property
     def median(self) -> float:
         return median(self.per_round)
 
     def round_trips_per_s(self) -> list[float]:
-        return [1e6 / v for v in self.per_round] if self.kind == LATENCY else []
+        """Round trips per second of each round, for values in µs per round trip."""
+        return [1e6 / v for v in self.per_round] if self.unit == "us/rt" else []
 
 
 @dataclass(frozen=True)
@@ -168,11 +175,22 @@ def _fmt_value(v: float) -> str:
 
 
 def format_table(metrics: Sequence[Metric], labels: dict[str, str]) -> str:
-    """A plain-text table: medians across rounds, round trips/s, ratio to the raw yardstick."""
+    """A plain-text table: medians across rounds, round trips/s, ratio to the raw yardstick.
+
+    Lines are grouped under their :attr:`Metric.section` headings (in the order given);
+    metrics with ``in_table`` False are left out.
+    """
     by_key = {m.key: m for m in metrics}
     header = ("benchmark", "median", "unit", "rt/s", "vs raw", "spread", "yardstick")
-    rows: list[tuple[str, ...]] = []
+    rows: list[tuple[str, ...] | str] = []
+    section = None
     for m in metrics:
+        if not m.in_table:
+            continue
+        if m.section != section:
+            section = m.section
+            if section:
+                rows.append(section)
         rts = m.round_trips_per_s()
         rt_s = _fmt_value(median(rts)) if rts else ""
         if m.yardstick is None:
@@ -185,13 +203,16 @@ def format_table(metrics: Sequence[Metric], labels: dict[str, str]) -> str:
         rows.append(
             (m.label, _fmt_value(m.median), m.unit, rt_s, vs, f"{spread(m.per_round):.0%}", yard)
         )
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    cells = [r for r in rows if isinstance(r, tuple)]
+    widths = [max(len(r[i]) for r in (header, *cells)) for i in range(len(header))]
     right = {1, 3, 4, 5}
 
-    def line(cells: Sequence[str]) -> str:
+    def line(row: tuple[str, ...] | str) -> str:
+        if isinstance(row, str):
+            return f"[{row}]"
         out = [
             c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ]
         return "  ".join(out).rstrip()
 
@@ -265,7 +286,7 @@ def machine_info(loop_kind: str) -> dict[str, object]:
         "loop": loop_kind,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    for dist in ("cryptography", "websockets", "uvloop"):
+    for dist in ("cryptography", "websockets", "uvloop", "qh3", "aioquic"):
         info[dist] = _version(dist)
     with contextlib.suppress(OSError):
         info["loadavg_at_start"] = list(os.getloadavg())

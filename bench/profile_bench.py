@@ -2,8 +2,10 @@
 
     python bench/profile_bench.py [KEY] [--n N] [--sort tottime|cumtime] [--top K]
 
-KEY is a benchmark key from the JSON (default ``noise_tcp_pingpong``); node benchmarks run in
-other processes and cannot be profiled from here. cProfile slows Python code several times
+KEY is a benchmark key from the JSON (default ``noise_tcp_pingpong``), including the transports
+section's (``rt64_quic_qh3``, ``hol_quic_aioquic``, ...; their servers run in this process, so
+the profile covers both ends); node benchmarks run in other processes and cannot be profiled
+from here. cProfile slows Python code several times
 over, so read the output as "where the time goes", not as a timing.
 """
 
@@ -22,13 +24,17 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import DEFAULT_PLAN, SETUP_TIMEOUT, Bench, NodeCluster, NodeHello, build
+from bench.common import Identities
+from bench.run import DEFAULT_PLAN, SESSIONS, SETUP_TIMEOUT, Bench, NodeCluster, NodeHello, build
+from bench.transports import Endpoint, TransportServers
 from hnet import runtime
 
 
 async def profile(key: str, n: int, sort: str, top: int) -> str:
+    ids = Identities.generate()
+    ep = Endpoint(ids, {})
     with tempfile.TemporaryDirectory(prefix="hnet-profile-") as tmp:
-        benches = build(NodeCluster(Path(tmp)))  # the node cluster is never started
+        benches = build(NodeCluster(Path(tmp)), ep)  # the node cluster is never started
     candidates: dict[str, Bench] = {
         b.metric.key: b for b in benches if not isinstance(b, NodeHello)
     }
@@ -36,7 +42,10 @@ async def profile(key: str, n: int, sort: str, top: int) -> str:
         raise SystemExit(f"unknown or unprofilable key {key!r}; one of: {', '.join(candidates)}")
     bench = candidates[key]
     plan = replace(DEFAULT_PLAN, pingpong_n=n, bulk_count=max(1, n // 500))
+    servers = TransportServers(ids)
     try:
+        if bench.metric.section != SESSIONS:  # the transports section: start its servers
+            ep.ports.update(await servers.start())
         async with asyncio.timeout(SETUP_TIMEOUT):
             await bench.setup()
         await bench.measure(plan.warmup())
@@ -47,6 +56,7 @@ async def profile(key: str, n: int, sort: str, top: int) -> str:
         prof.disable()
     finally:
         await bench.aclose()
+        await servers.aclose()
     out = io.StringIO()
     print(
         f"{bench.metric.label}: {plain:.1f} {bench.metric.unit} unprofiled, "
@@ -60,7 +70,12 @@ async def profile(key: str, n: int, sort: str, top: int) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("key", nargs="?", default="noise_tcp_pingpong")
-    p.add_argument("--n", type=int, default=5000, help="round trips (bulk: n/500 messages)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=5000,
+        help="round trips (bulk: n/500 messages); the transports section uses its default sizes",
+    )
     p.add_argument("--sort", default="tottime", choices=["tottime", "cumtime"])
     p.add_argument("--top", type=int, default=30)
     args = p.parse_args()

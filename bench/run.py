@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -63,6 +64,23 @@ from bench.common import (
     pin,
     pin_choice,
 )
+from bench.transports import (
+    DEFAULT_TPLAN,
+    KINDS,
+    LABELS,
+    QUICK_TPLAN,
+    TAGS,
+    BulkBench,
+    ConcurrentBench,
+    Endpoint,
+    HolBench,
+    RoundTripBench,
+    ServerProcess,
+    SetupBench,
+    TransportBenchError,
+    TransportPlan,
+    TransportServers,
+)
 from hnet import runtime
 from hnet.cluster import Cluster
 from hnet.session import Session
@@ -99,6 +117,8 @@ class Plan:
     node_n: int  # hellos per round, per transport
     bulk_count: int  # 10 MB messages per round, per bulk benchmark
     bulk_size: int
+    #: the transports section (setup, round trips, concurrency, bulk, head-of-line)
+    transport: TransportPlan = DEFAULT_TPLAN
 
     def warmup(self) -> Plan:
         return Plan(
@@ -107,13 +127,29 @@ class Plan:
             node_n=max(20, self.node_n // 10),
             bulk_count=1,
             bulk_size=self.bulk_size,
+            transport=self.transport.warmup(),
         )
 
 
-#: About a minute on a 2-core machine: ~3.2 s a round, plus ~4 s to start the processes.
-DEFAULT_PLAN = Plan(rounds=19, pingpong_n=3000, node_n=600, bulk_count=20, bulk_size=10_000_000)
-#: About 15 s.
-QUICK_PLAN = Plan(rounds=7, pingpong_n=1500, node_n=300, bulk_count=8, bulk_size=10_000_000)
+#: About 2.5 minutes on a 2-core machine: ~9 s a round (a third of it QUIC aioquic), plus
+#: ~5 s to start the processes.
+DEFAULT_PLAN = Plan(
+    rounds=15,
+    pingpong_n=2000,
+    node_n=400,
+    bulk_count=10,
+    bulk_size=10_000_000,
+    transport=DEFAULT_TPLAN,
+)
+#: About 40 s.
+QUICK_PLAN = Plan(
+    rounds=4,
+    pingpong_n=1000,
+    node_n=200,
+    bulk_count=5,
+    bulk_size=10_000_000,
+    transport=QUICK_TPLAN,
+)
 
 
 class Bench(Protocol):
@@ -725,9 +761,31 @@ class NodeHello:
 # --- driver -----------------------------------------------------------------------------------
 
 
-def build(nodes: NodeCluster) -> list[Bench]:
-    """The benchmarks in their base order (a round starts at a rotating offset)."""
-    return [
+SESSIONS = "Noise sessions and nodes (64 B ping-pong, hello/ack, 10 MB bulk)"
+T_SETUP = "transports: connection setup to the first verified 64 B reply"
+T_RT = "transports: 64 B round trips, one at a time"
+T_CONC = "transports: 64 B round trips, 100 concurrent on one connection"
+T_BULK = "transports: 10 MB messages, each acknowledged"
+#: ``--only`` tags of the sessions-section lines (transport lines: bench.transports.TAGS).
+SESSION_TAGS = {
+    "raw_tcp_pingpong": {"raw"},
+    "noise_tcp_pingpong": {"tcp"},
+    "noise_ws_pingpong": {"ws"},
+    "raw_tcp_pingpong_2proc": {"raw"},
+    "node_hello_tcp": {"tcp", "nodes"},
+    "node_hello_ws": {"ws", "nodes"},
+    "raw_tcp_bulk": {"raw"},
+    "noise_tcp_bulk": {"tcp"},
+}
+ONLY_TAGS = ("raw", "tcp", "ws", "nodes", "quic")
+
+
+def build(nodes: NodeCluster, ep: Endpoint | None = None) -> list[Bench]:
+    """The benchmarks in their base order (a round starts at a rotating offset).
+
+    Without ``ep`` (where the transport servers are) the transports section is left out.
+    """
+    benches: list[Bench] = [
         RawPingPong(),
         SessionPingPong(TcpPair(echo_deliver), "noise_tcp_pingpong", "Noise-TCP session ping-pong"),
         SessionPingPong(WsPair(echo_deliver), "noise_ws_pingpong", "Noise-WS session ping-pong"),
@@ -737,6 +795,45 @@ def build(nodes: NodeCluster) -> list[Bench]:
         RawBulk(),
         SessionBulk(TcpPair(SinkDeliver()), "noise_tcp_bulk", "Noise-TCP session bulk"),
     ]
+    for b in benches:
+        b.metric.section = SESSIONS
+    if ep is None:
+        return benches
+    transport: list[Bench] = []
+    for section, make in (
+        (T_SETUP, lambda k: SetupBench(ep, k)),
+        (T_RT, lambda k: RoundTripBench(ep, k)),
+        (T_CONC, lambda k: ConcurrentBench(ep, k, 100)),
+        (T_BULK, lambda k: BulkBench(ep, k)),
+        ("", lambda k: HolBench(ep, k)),
+    ):
+        for kind in KINDS:
+            b = make(kind)
+            b.metric.section = section
+            transport.append(b)
+    return benches + transport
+
+
+def tags(b: Bench) -> set[str]:
+    kind = b.metric.params.get("transport")
+    if b.metric.key in SESSION_TAGS:
+        return SESSION_TAGS[b.metric.key]
+    return {TAGS[str(kind)]}
+
+
+def select(benches: list[Bench], only: set[str] | None) -> list[Bench]:
+    """The benchmarks tagged with one of ``only`` (None: all), plus the yardsticks they need."""
+    if only is None:
+        return benches
+    keep = {b.metric.key for b in benches if tags(b) & only}
+    by_key = {b.metric.key: b for b in benches}
+    for key in list(keep):
+        yard = by_key[key].metric.yardstick
+        if yard is not None:
+            keep.add(yard)
+        if isinstance(by_key[key], HolBench):
+            keep.add("hol_raw")  # the head-of-line table's yardstick
+    return [b for b in benches if b.metric.key in keep]
 
 
 def log(msg: str) -> None:
@@ -755,6 +852,8 @@ async def run_round(benches: list[Bench], plan: Plan, offset: int, record: bool)
         if record:
             b.metric.per_round.append(value)
             b.metric.details.append(detail)
+            if isinstance(b, HolBench):
+                b.record()
     return [b.metric.key for b in order]
 
 
@@ -762,7 +861,46 @@ class Interrupted(Exception):
     """SIGTERM arrived; everything started was stopped."""
 
 
-async def bench_main(plan: Plan, nodes: NodeCluster) -> tuple[list[Metric], list[list[str]]]:
+@dataclass(frozen=True)
+class Options:
+    only: set[str] | None  # --only tags (None: everything)
+    servers: str  # where the transports section's servers run: "inproc" or "process"
+    server_cpu: int | None  # CPU of the server process (None: not pinned)
+
+
+class TransportSide:
+    """The transports section's servers: in this process, or in a child process."""
+
+    def __init__(self, opts: Options, cpu: int | None) -> None:
+        self.opts = opts
+        self.cpu = cpu
+        self.ids = Identities.generate()
+        self.ep = Endpoint(self.ids, {})
+        self._inproc: TransportServers | None = None
+        self._proc: ServerProcess | None = None
+
+    async def start(self, kinds: tuple[str, ...]) -> None:
+        if self.opts.servers == "process":
+            self._proc = ServerProcess(self.ids, kinds)
+            try:
+                self.ep.ports.update(await self._proc.start())
+            finally:
+                if self._proc.proc is not None:
+                    pin(self._proc.proc.pid, self.opts.server_cpu)
+        else:
+            self._inproc = TransportServers(self.ids, kinds)
+            self.ep.ports.update(await self._inproc.start())
+
+    async def aclose(self) -> None:
+        if self._inproc is not None:
+            await self._inproc.aclose()
+        if self._proc is not None:
+            await self._proc.aclose()
+
+
+async def bench_main(
+    plan: Plan, nodes: NodeCluster, opts: Options
+) -> tuple[list[Bench], list[list[str]]]:
     """Set up, warm up, run the rounds; every benchmark is closed however this ends.
 
     SIGINT is handled by the runner (it cancels this task, then raises KeyboardInterrupt);
@@ -780,24 +918,37 @@ async def bench_main(plan: Plan, nodes: NodeCluster) -> tuple[list[Metric], list
 
     loop.add_signal_handler(signal.SIGTERM, on_sigterm)
     pin(0, nodes.cpu)
-    benches = build(nodes)
+    side = TransportSide(opts, nodes.cpu)
+    benches = select(build(nodes, side.ep), opts.only)
     try:
-        log("starting 4 node processes and 1 echo server ...")
-        await nodes.start()
+        if any(isinstance(b, NodeHello) for b in benches):
+            log("starting 4 node processes ...")
+            await nodes.start()
+        kinds = tuple(
+            k for k in KINDS if any(b.metric.params.get("transport") == k for b in benches)
+        )
+        t_benches = [b for b in benches if b.metric.section != SESSIONS]
+        if t_benches:
+            where = "in this process" if opts.servers == "inproc" else "in a child process"
+            log(f"starting transport servers ({', '.join(kinds)}) {where} ...")
+            async with asyncio.timeout(SETUP_TIMEOUT):
+                await side.start(kinds)
         for b in benches:
             try:
                 async with asyncio.timeout(SETUP_TIMEOUT):
                     await b.setup()
             except TimeoutError:
                 raise BenchError(f"{b.metric.label}: setup took over {SETUP_TIMEOUT:g} s") from None
-        log("warm-up round ...")
+        log(f"{len(benches)} benchmarks; warm-up round ...")
         await run_round(benches, plan.warmup(), 0, record=False)
         orders = []
         for r in range(plan.rounds):
             t0 = time.monotonic()
             orders.append(await run_round(benches, plan, r % len(benches), record=True))
             log(f"round {r + 1}/{plan.rounds} done in {time.monotonic() - t0:.1f} s")
-        return [b.metric for b in benches], orders
+        return benches, orders
+    except TransportBenchError as e:
+        raise BenchError(str(e)) from None
     except asyncio.CancelledError:
         if terminated:
             raise Interrupted("terminated") from None
@@ -807,6 +958,66 @@ async def bench_main(plan: Plan, nodes: NodeCluster) -> tuple[list[Metric], list
         for b in benches:
             with contextlib.suppress(Exception):
                 await b.aclose()
+        with contextlib.suppress(Exception):
+            await side.aclose()
+
+
+def hol_table(hols: list[HolBench]) -> tuple[str, dict[str, Any]]:
+    """The head-of-line table (pooled samples) and its JSON."""
+    raw = next((h for h in hols if h.kind == "raw"), None)
+    raw_idle_p99 = raw.summary()["idle_p99_us"] if raw is not None else float("nan")
+    header = (
+        "transport",
+        "idle p50",
+        "idle p99",
+        "loaded p50",
+        "loaded p99",
+        "p99 loaded/idle",
+        "(rounds)",
+        "vs raw idle p99",
+        "samples idle/loaded",
+        "bulk MB/s",
+    )
+    rows = []
+    out: dict[str, Any] = {}
+    for h in hols:
+        s = h.summary()
+        vs_raw = s["loaded_p99_us"] / raw_idle_p99 if raw_idle_p99 else float("nan")
+        per_round = [
+            d["loaded_p99_us"] / d["idle_p99_us"] for d in h.metric.details if d["idle_p99_us"]
+        ]
+        out[h.kind] = {
+            **s,
+            "loaded_p99_vs_raw_idle_p99": vs_raw,
+            "per_round_p99_ratio": per_round,
+            "median_of_per_round_p99_ratios": median(per_round),
+            "idle_us": [round(v, 1) for v in h.idle],
+            "loaded_us": [round(v, 1) for v in h.loaded],
+        }
+        rows.append(
+            (
+                LABELS[h.kind],
+                f"{s['idle_p50_us']:,.0f}",
+                f"{s['idle_p99_us']:,.0f}",
+                f"{s['loaded_p50_us']:,.0f}",
+                f"{s['loaded_p99_us']:,.0f}",
+                f"{s['p99_loaded_over_idle']:.2f}x",
+                f"{median(per_round):.2f}x",
+                f"{vs_raw:.1f}x",
+                f"{s['idle_samples']:.0f}/{s['loaded_samples']:.0f}",
+                f"{s['bulk_MB_per_s_median']:.1f}",
+            )
+        )
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in (header, *rows)
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines), out
 
 
 def report(
@@ -815,6 +1026,7 @@ def report(
     plan: Plan,
     info: dict[str, object],
     elapsed: float,
+    hol: dict[str, Any] | None = None,
 ) -> dict[str, object]:
     by_key = {m.key: m for m in metrics}
     out: dict[str, Any] = {}
@@ -827,8 +1039,9 @@ def report(
             "per_round": m.per_round,
             "params": m.params,
             "yardstick": m.yardstick,
+            "section": m.section,
         }
-        if m.kind == LATENCY:
+        if m.unit == "us/rt":
             entry["round_trips_per_s_median"] = median(m.round_trips_per_s())
             entry["round_trips_per_s_per_round"] = m.round_trips_per_s()
         if any(m.details):
@@ -840,18 +1053,19 @@ def report(
                 "ratio_of_medians": c.ratio_of_medians,
                 "per_round": c.per_round,
             }
-        if m.key.startswith("node_hello_"):
+        if m.key.startswith("node_hello_") and "raw_tcp_pingpong" in by_key:
             c = compare(m, by_key["raw_tcp_pingpong"])
             entry["vs_raw_in_process"] = c.median_of_ratios
         out[m.key] = entry
     return {
-        "schema": 1,
+        "schema": 2,
         "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
         "machine": info,
-        "plan": plan.__dict__,
+        "plan": dataclasses.asdict(plan),
         "rounds_order": orders,
         "elapsed_s": elapsed,
         "metrics": out,
+        "head_of_line": hol or {},
     }
 
 
@@ -860,7 +1074,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="bench/run.py",
         description="hnet benchmarks: raw asyncio TCP vs Noise sessions vs node processes.",
     )
-    p.add_argument("--quick", action="store_true", help="fewer, shorter rounds (~15 s)")
+    p.add_argument("--quick", action="store_true", help="fewer, shorter rounds (~40 s)")
     p.add_argument(
         "--rounds",
         type=int,
@@ -883,9 +1097,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["uvloop", "asyncio"],
         help="event loop for this process and the nodes (default: hnet's choice, uvloop on Linux)",
     )
+    p.add_argument(
+        "--only",
+        metavar="TAGS",
+        help=f"comma-separated, from {', '.join(ONLY_TAGS)}: run only the lines of those "
+        "transports (plus the raw yardsticks they are compared with); e.g. --only quic",
+    )
+    p.add_argument(
+        "--hol-gap",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="head-of-line probes with random pauses of MS on average (uniform in [0, 2 MS]) "
+        "between them instead of back to back: sporadic small messages",
+    )
+    p.add_argument(
+        "--servers",
+        choices=["inproc", "process"],
+        default="inproc",
+        help="transports section: run its servers in this process and event loop (default) or "
+        "in a child process",
+    )
+    p.add_argument(
+        "--server-cpu",
+        type=int,
+        metavar="CPU",
+        help="with --servers process: pin the server process to this CPU (default: the CPU "
+        "everything else is pinned to; unpinned with --no-pin)",
+    )
     args = p.parse_args(argv)
     if args.rounds is not None and not 1 <= args.rounds <= 1000:
         p.error("--rounds must be 1..1000")
+    if not 0 <= args.hol_gap <= 1000:
+        p.error("--hol-gap must be 0..1000 ms")
+    if args.only is not None:
+        only = {t.strip() for t in args.only.split(",") if t.strip()}
+        if not only or only - set(ONLY_TAGS):
+            p.error(f"--only takes tags from {', '.join(ONLY_TAGS)}")
+        args.only = only
     return args
 
 
@@ -896,7 +1145,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.loop == "uvloop":
         os.environ.pop("HNET_LOOP", None)
     base = QUICK_PLAN if args.quick else DEFAULT_PLAN
-    plan = Plan(**{**base.__dict__, "rounds": args.rounds or base.rounds})
+    plan = dataclasses.replace(
+        base,
+        rounds=args.rounds or base.rounds,
+        transport=dataclasses.replace(base.transport, hol_gap=args.hol_gap / 1000),
+    )
     loop_kind = runtime.loop_name()
     cpu = None if args.no_pin else pin_choice()
     info = machine_info(loop_kind)
@@ -906,11 +1159,19 @@ def main(argv: list[str] | None = None) -> int:
         f"hnet bench: {plan.rounds} rounds, {loop_kind} loop (this process and the nodes), "
         f"{pinning}, {info['cpu_count']} CPUs, Python {info['python']}"
     )
+    server_cpu = args.server_cpu if args.server_cpu is not None else cpu
+    opts = Options(only=args.only, servers=args.servers, server_cpu=server_cpu)
+    info["transport_servers"] = (
+        "in-process (one event loop with the clients)"
+        if args.servers == "inproc"
+        else f"child process, {'CPU ' + str(server_cpu) if server_cpu is not None else 'unpinned'}"
+    )
+    info["only"] = sorted(args.only) if args.only else None
     root = Path(tempfile.mkdtemp(prefix="hnet-bench-"))
     nodes = NodeCluster(root, cpu)
     t0 = time.monotonic()
     try:
-        metrics, orders = runtime.run(bench_main(plan, nodes))
+        benches, orders = runtime.run(bench_main(plan, nodes, opts))
     except BenchError as e:
         log(f"bench failed: {e}")
         return 1
@@ -924,6 +1185,7 @@ def main(argv: list[str] | None = None) -> int:
         nodes.stop()
         shutil.rmtree(root, ignore_errors=True)
     elapsed = time.monotonic() - t0
+    metrics = [b.metric for b in benches]
     labels = {m.key: m.label for m in metrics}
     print()
     print(
@@ -934,12 +1196,34 @@ def main(argv: list[str] | None = None) -> int:
         f"{info['cpu_count']} CPUs ({info['cpu_model']}), Python {info['python']}, "
         f"{info['platform']}"
     )
+    print(f"transport servers: {info['transport_servers']}")
     print(format_table(metrics, labels))
     print(
         "vs raw: median of per-round ratios ours/raw (latency: above 1 is slower; "
         "throughput: below 1 is slower). spread: (max-min)/median across rounds."
     )
-    result = report(metrics, orders, plan, info, elapsed)
+    hols = [b for b in benches if isinstance(b, HolBench)]
+    hol_json: dict[str, Any] = {}
+    if hols:
+        table, hol_json = hol_table(hols)
+        print()
+        pace = (
+            "back to back"
+            if not args.hol_gap
+            else f"{args.hol_gap:g} ms apart on average (random pauses)"
+        )
+        print(
+            "head-of-line: 1 KiB round trips (us) on one connection, idle and while a 10 MB "
+            f"message is in flight on it; probes {pace}; all rounds pooled"
+        )
+        print(table)
+        print(
+            "loaded: the probe was sent while a 10 MB message was unacknowledged. p99 loaded/idle: "
+            "of the pooled samples; (rounds): median of the per-round ratios. vs raw idle p99: "
+            "loaded p99 / raw TCP's idle p99. bulk MB/s: the 10 MB messages' rate while probed "
+            "(median of rounds)."
+        )
+    result = report(metrics, orders, plan, info, elapsed, hol_json)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json} ({elapsed:.0f} s)")

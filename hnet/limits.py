@@ -137,6 +137,18 @@ QUIC_BULK_MAX_WINDOW = 4 * 1024 * 1024
 #: Bulk data handed to QUIC per flush; the adapter lets other callbacks run between slices, so
 #: a small message or a delivery waits for at most one slice of sending (~12 packets).
 QUIC_BULK_SLICE = 16 * 1024
+#: While a small message of ours is unacknowledged, and for QUIC_BULK_YIELD_HOLD after one was
+#: acknowledged, bulk data in flight is held to one bandwidth-delay product (gain 1: no standing
+#: queue, the RTT taken at the low end of what QUIC_RTT_GRANULARITY allows) and at least this.
+#: On loopback and LAN the RTT is below what QUIC can measure, so this is the window there: a
+#: small message waits behind ~6 packets of bulk data instead of the full bulk window.
+QUIC_BULK_YIELD_WINDOW = 8 * 1024
+#: How long bulk keeps yielding after a small message was acknowledged: it bridges the gap
+#: between a reply and the next request of an exchange, so that request too finds a short queue.
+QUIC_BULK_YIELD_HOLD = 0.005
+#: QUIC's timer granularity (RFC 9002 kGranularity): both backends clamp RTT samples to at least
+#: this, so a measured minimum RTT is only known to within it.
+QUIC_RTT_GRANULARITY = 0.001
 #: QUIC connection flow-control window (``initial_max_data``; kept sliding by both backends).
 #: QUIC credit returns as soon as data arrives (we take it from QUIC at once), so it only needs
 #: to cover the data in flight; bulk pacing keeps large messages far below it, so a transfer

@@ -135,6 +135,9 @@ class BulkPacer:
     than 25% more rate the path is full and the gain drops to 1.25, which keeps the path busy
     with a standing queue of about a quarter of a minimum RTT in front of small messages.
     (The scheme is BBR's, reduced to what a window needs.)
+
+    While small messages are waiting, the connection uses :meth:`yield_window` instead and
+    takes no rate samples (they would measure the cap, not the path).
     """
 
     STARTUP_GAIN = 2.0
@@ -155,6 +158,15 @@ class BulkPacer:
     def idle(self) -> None:
         """No bulk data queued: the next measurement starts afresh (idle time is no rate)."""
         self._t0 = None
+
+    def yield_window(self, min_rtt: float | None) -> int:
+        """The window while small messages wait: one BDP at gain 1 (no standing queue), with
+        the RTT at the low end of what QUIC's granularity allows (QUIC clamps RTT samples to at
+        least QUIC_RTT_GRANULARITY, so on loopback and LAN this is 0), and at least
+        QUIC_BULK_YIELD_WINDOW; never above :attr:`window`."""
+        rtt = max(0.0, (min_rtt or 0.0) - limits.QUIC_RTT_GRANULARITY)
+        rate = max(self._rates, default=0.0)
+        return min(self.window, max(int(rate * rtt), limits.QUIC_BULK_YIELD_WINDOW))
 
     def sample(self, now: float, delivered: int, min_rtt: float | None) -> None:
         if min_rtt is None:
@@ -235,6 +247,11 @@ class NoiseQuicConnection:
         #: the bulk window has room for another slice (see datagrams_to_send)
         self.bulk_ready = False
         self._small_written = False
+        #: our small messages not yet acknowledged; bulk yields to them (and until
+        #: _yield_until after the last acknowledgement): see QUIC_BULK_YIELD_WINDOW
+        self._small_out = 0
+        self._small_acked = False
+        self._yield_until = 0.0
         self._sent_bytes = 0
         self.inflight_bytes = 0
         self.inflight_bulk_bytes = 0
@@ -279,6 +296,9 @@ class NoiseQuicConnection:
             return
         self.quic.receive_datagram(data, addr, now)
         self._process()
+        if self._small_acked:
+            self._small_acked = False
+            self._yield_until = now + limits.QUIC_BULK_YIELD_HOLD
 
     def handle_timer(self, now: float) -> None:
         self.quic.handle_timer(now)
@@ -376,6 +396,7 @@ class NoiseQuicConnection:
         else:
             self.quic.send_stream_data(sid, sealer.seal_all(), True)
             out.written = True
+            self._small_out += 1
             self._small_written = bool(self._feeding)
         self.stats["messages_out"] += 1
         self.stats["bytes_out"] += out.size
@@ -395,7 +416,9 @@ class NoiseQuicConnection:
 
         Frames are sealed one chunk at a time and sliced to the window, so QUIC never holds
         more bulk data than the path can take; a small message written meanwhile finds
-        nothing but this short queue ahead of it.
+        nothing but this short queue ahead of it. While small messages of ours are waiting
+        for their acknowledgement (and shortly after), the window is the pacer's smaller
+        :meth:`~BulkPacer.yield_window`, so the queue in front of them stays shorter still.
         """
         self.bulk_ready = False
         if not self._feeding or self._state != _OPEN:
@@ -403,8 +426,14 @@ class NoiseQuicConnection:
             return False
         quic = self.quic
         in_flight = quic.bytes_in_flight()
-        self.pacer.sample(now, self._sent_bytes - in_flight, quic.min_rtt())
-        budget = self.pacer.window - in_flight
+        min_rtt = quic.min_rtt()
+        if self._small_out or now < self._yield_until:
+            window = self.pacer.yield_window(min_rtt)
+            self.pacer.idle()  # the rate we allow now is not the path's: take no sample
+        else:
+            self.pacer.sample(now, self._sent_bytes - in_flight, min_rtt)
+            window = self.pacer.window
+        budget = window - in_flight
         for out in self._feeding:
             budget -= quic.unsent_bytes(out.stream_id)
         self.bulk_ready = budget > limits.QUIC_BULK_SLICE
@@ -629,6 +658,9 @@ class NoiseQuicConnection:
         if out.bulk:
             self.inflight_bulk_bytes -= out.size
             self.inflight_bulk_streams -= 1
+        else:
+            self._small_out -= 1
+            self._small_acked = True
         self._events.append(SendCredit())
 
     def _on_early(self, sid: int, data: bytes, fin: bool) -> None:

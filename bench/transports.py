@@ -1,0 +1,826 @@
+"""Transport comparison: raw TCP (the yardstick) vs Noise-TCP vs QUIC (qh3 and aioquic).
+
+The pieces :mod:`bench.run` builds its "transports" section from (see bench/README.md):
+
+* one wire convention for every kind: a message is ``[op u8][id u64 BE][padding]``; the server
+  echoes ``E`` messages whole and answers a ``B`` (bulk) message with the 9-byte ``A`` + id once
+  it has the whole message; a client matches replies to requests by id, so requests can be
+  concurrent (:class:`MuxClient`);
+* :class:`TransportServers`: one server per kind (raw TCP with a u32 length prefix, Noise-TCP
+  sessions, QUIC listeners on each backend), in this process or, with ``--serve``, in a child
+  process of its own;
+* the benchmarks: connection setup to the first verified reply, 64-byte round trips one at a
+  time, 64-byte round trips over 100 concurrent requests, 10 MB messages, and head-of-line
+  latency (1 KiB round trips idle and while a 10 MB message is in flight on the connection).
+
+Every benchmark follows the ``Bench`` protocol of :mod:`bench.run` (``setup`` / ``measure`` /
+``aclose``), so it takes part in the same interleaved rounds as the rest of the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script (server mode): make ``bench`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    LATENCY,
+    LOOPBACK,
+    MB,
+    THROUGHPUT,
+    Identities,
+    Metric,
+    median,
+    percentile,
+)
+from hnet import keys, runtime
+from hnet.quic import QuicListener
+from hnet.quic import connect as quic_connect
+from hnet.session import Session
+from hnet.transport import tcp as tcp_transport
+
+#: The kinds, in table order; "raw" is the yardstick.
+KINDS = ("raw", "tcp", "quic-qh3", "quic-aioquic")
+LABELS = {
+    "raw": "raw TCP",
+    "tcp": "Noise-TCP",
+    "quic-qh3": "QUIC qh3",
+    "quic-aioquic": "QUIC aioquic",
+}
+#: ``--only`` tag of each kind.
+TAGS = {"raw": "raw", "tcp": "tcp", "quic-qh3": "quic", "quic-aioquic": "quic"}
+
+OP_ECHO = ord("E")
+OP_BULK = ord("B")
+OP_ACK = ord("A")
+HEAD = struct.Struct(">BQ")
+U32 = struct.Struct(">I")
+READ_SIZE = tcp_transport.READ_SIZE
+IDLE = 3600.0
+TIMEOUT = 30.0
+SMALL = 64
+PROBE = 1024
+BULK = 10_000_000
+#: Unrecorded probes before a round's idle ones.
+WARM_PROBES = 5
+
+
+class TransportBenchError(Exception):
+    """A wrong reply, a dead connection, a server that did not start."""
+
+
+def make_message(op: int, rid: int, size: int) -> bytes:
+    return HEAD.pack(op, rid) + bytes(max(0, size - HEAD.size))
+
+
+# --- servers -------------------------------------------------------------------------------------
+
+
+async def session_deliver(session: Session, data: bytes) -> None:
+    op, rid = HEAD.unpack_from(data)
+    if op == OP_ECHO:
+        await session.send(data)
+    elif op == OP_BULK:
+        await session.send(HEAD.pack(OP_ACK, rid))
+    else:
+        raise TransportBenchError(f"unknown op {op}")
+
+
+async def raw_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """``[u32 len][message]`` in, the same replies as :func:`session_deliver` out.
+
+    Reads ``READ_SIZE`` chunks and joins each message into one ``bytes``, as a session does (a
+    receiver has to hand on whole messages), so raw bulk does the same copying as ours.
+    """
+    tcp_transport.tune_socket(writer)
+    read = reader.read
+    unpack_from = U32.unpack_from
+    need = 0
+    parts: list[bytes | memoryview] = []
+    tail = b""
+    try:
+        while True:
+            data = await read(READ_SIZE)
+            if not data:
+                return
+            if tail:
+                data, tail = tail + data, b""
+            pos, end = 0, len(data)
+            while pos < end:
+                if need == 0:
+                    if end - pos < 4:
+                        tail = data[pos:]
+                        break
+                    (need,) = unpack_from(data, pos)
+                    pos += 4
+                    if need < HEAD.size:
+                        raise TransportBenchError(f"raw message of {need} bytes")
+                take = min(need, end - pos)
+                parts.append(data if take == end else memoryview(data)[pos : pos + take])
+                pos += take
+                need -= take
+                if need == 0:
+                    message = b"".join(parts)
+                    parts = []
+                    op, rid = HEAD.unpack_from(message)
+                    if op == OP_ECHO:
+                        writer.write(U32.pack(len(message)) + message)
+                    else:
+                        writer.write(U32.pack(HEAD.size) + HEAD.pack(OP_ACK, rid))
+                    await writer.drain()
+    except (ConnectionError, TransportBenchError):
+        pass
+    finally:
+        writer.close()
+
+
+class TransportServers:
+    """A server for each kind, on loopback; :attr:`ports` maps kind -> port."""
+
+    def __init__(self, ids: Identities, kinds: tuple[str, ...] = KINDS) -> None:
+        self.ids = ids
+        self.kinds = kinds
+        self.ports: dict[str, int] = {}
+        self._servers: list[asyncio.Server] = []
+        self._listeners: list[QuicListener] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sessions: set[Session] = set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, session: Session) -> None:
+        self._sessions.add(session)
+        try:
+            with contextlib.suppress(Exception):
+                await session.run(session_deliver, IDLE)
+        finally:
+            self._sessions.discard(session)
+
+    async def _accept_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                session = await tcp_transport.accept(reader, writer, self.ids.responder())
+        except Exception:
+            writer.close()
+            return
+        await self._serve(session)
+
+    async def start(self) -> dict[str, int]:
+        for kind in self.kinds:
+            if kind == "raw":
+                server = await asyncio.start_server(
+                    lambda r, w: self._spawn(raw_server(r, w)), LOOPBACK, 0, limit=READ_SIZE
+                )
+            elif kind == "tcp":
+                server = await asyncio.start_server(
+                    lambda r, w: self._spawn(self._accept_tcp(r, w)), LOOPBACK, 0, limit=READ_SIZE
+                )
+            else:
+                listener = QuicListener(backend=kind.split("-", 1)[1])
+                await listener.start(
+                    LOOPBACK,
+                    0,
+                    make_responder=self.ids.responder,
+                    on_session=lambda s: self._spawn(self._serve(s)),
+                )
+                self._listeners.append(listener)
+                self.ports[kind] = int(listener.address[1])
+                continue
+            self._servers.append(server)
+            self.ports[kind] = int(server.sockets[0].getsockname()[1])
+        return self.ports
+
+    async def aclose(self) -> None:
+        for listener in self._listeners:
+            listener.close()
+        for session in list(self._sessions):
+            session.abort("benchmark done")
+        for server in self._servers:
+            server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+
+
+class ServerProcess:
+    """:class:`TransportServers` in a child process (``python bench/transports.py --serve``).
+
+    The child gets the two identities' seeds on its command line, prints its ports as one JSON
+    line, and exits when its stdin closes (so it never outlives the benchmark).
+    """
+
+    def __init__(self, ids: Identities, kinds: tuple[str, ...]) -> None:
+        self.ids = ids
+        self.kinds = kinds
+        self.proc: asyncio.subprocess.Process | None = None
+        self.ports: dict[str, int] = {}
+
+    async def start(self) -> dict[str, int]:
+        seeds = ",".join(
+            keys.seed_bytes(k).hex() for k in (self.ids.client_key, self.ids.server_key)
+        )
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--serve",
+            ",".join(self.kinds),
+            "--seeds",
+            seeds,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,  # stopped by us (stdin EOF, then kill), not by Ctrl-C
+        )
+        assert self.proc.stdout is not None
+        line = await self.proc.stdout.readline()
+        try:
+            self.ports = {k: int(v) for k, v in json.loads(line).items()}
+        except ValueError:
+            raise TransportBenchError(f"transport server did not start (said {line!r})") from None
+        return self.ports
+
+    async def aclose(self) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            async with asyncio.timeout(5):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await proc.wait()
+
+
+# --- clients -------------------------------------------------------------------------------------
+
+
+class MuxClient:
+    """One connection; requests carry an id, replies are matched to them by id."""
+
+    kind = "?"
+
+    def __init__(self) -> None:
+        self._next_id = 1
+        self._waiters: dict[int, asyncio.Future[bytes]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.failure: str | None = None
+
+    def new_id(self) -> int:
+        rid = self._next_id
+        self._next_id += 1
+        return rid
+
+    def _reply(self, data: bytes) -> None:
+        _, rid = HEAD.unpack_from(data)
+        fut = self._waiters.pop(rid, None)
+        if fut is None:
+            self.failure = f"{LABELS[self.kind]}: reply to unknown request {rid}"
+        elif not fut.done():
+            fut.set_result(data)
+
+    def _ended(self, reason: str) -> None:
+        self.failure = self.failure or reason
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.set_exception(TransportBenchError(f"{LABELS[self.kind]}: {self.failure}"))
+        self._waiters.clear()
+
+    async def _send(self, message: bytes) -> None:
+        raise NotImplementedError
+
+    async def submit(self, message: bytes) -> asyncio.Future[bytes]:
+        """Send ``message`` (its id is bytes 1..8); the future gets the reply with that id."""
+        if self.failure is not None:
+            raise TransportBenchError(self.failure)
+        _, rid = HEAD.unpack_from(message)
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiters[rid] = fut
+        await self._send(message)
+        return fut
+
+    async def request(self, message: bytes) -> bytes:
+        """Send ``message`` and wait for its reply."""
+        return await (await self.submit(message))
+
+    async def echo(self, size: int) -> None:
+        message = make_message(OP_ECHO, self.new_id(), size)
+        if await self.request(message) != message:
+            raise TransportBenchError(f"{LABELS[self.kind]}: echo differs from what was sent")
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+
+class RawMux(MuxClient):
+    kind = "raw"
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super().__init__()
+        self.r = reader
+        self.w = writer
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def dial(cls, port: int) -> RawMux:
+        reader, writer = await asyncio.open_connection(LOOPBACK, port, limit=READ_SIZE)
+        tcp_transport.tune_socket(writer)
+        return cls(reader, writer)
+
+    async def _read(self) -> None:
+        readexactly = self.r.readexactly
+        unpack = U32.unpack
+        try:
+            while True:
+                self._reply(await readexactly(unpack(await readexactly(4))[0]))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self._ended("connection closed")
+
+    async def _send(self, message: bytes) -> None:
+        self.w.write(U32.pack(len(message)))
+        self.w.write(message)
+        await self.w.drain()
+
+    async def aclose(self) -> None:
+        self.w.close()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await self.w.wait_closed()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+
+
+class SessionMux(MuxClient):
+    def __init__(self, kind: str, session: Session) -> None:
+        super().__init__()
+        self.kind = kind
+        self.session = session
+        self._reader = asyncio.get_running_loop().create_task(self._run())
+
+    @classmethod
+    async def dial(cls, kind: str, port: int, ids: Identities) -> SessionMux:
+        session: Session
+        if kind == "tcp":
+            session = await tcp_transport.connect(LOOPBACK, port, ids.initiator())
+        else:
+            session = await quic_connect(
+                LOOPBACK, port, ids.initiator(), backend=kind.split("-", 1)[1]
+            )
+        return cls(kind, session)
+
+    async def _run(self) -> None:
+        async def deliver(session: Session, data: bytes) -> None:
+            self._reply(data)
+
+        try:
+            await self.session.run(deliver, IDLE)
+            self._ended(self.session.close_reason or "session closed")
+        except Exception as e:
+            self._ended(f"session failed: {e}")
+
+    async def _send(self, message: bytes) -> None:
+        await self.session.send(message)
+
+    async def aclose(self) -> None:
+        self.session.abort("benchmark done")
+        if self._reader is not None:
+            with contextlib.suppress(BaseException):
+                async with asyncio.timeout(5):
+                    await self._reader
+
+
+async def dial(kind: str, port: int, ids: Identities) -> MuxClient:
+    if kind == "raw":
+        return await RawMux.dial(port)
+    return await SessionMux.dial(kind, port, ids)
+
+
+# --- sizes ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransportPlan:
+    """Per-round sizes of the transports section; per-kind counts are (raw, tcp, qh3, aioquic).
+
+    QUIC runs at a few thousand round trips and tens of MB/s here, raw TCP and Noise-TCP at tens
+    of thousands and hundreds of MB/s, so each kind gets a count that takes a comparable time.
+    """
+
+    setup: int  # fresh connections per round, every kind
+    rt: tuple[int, int, int, int]  # sequential 64 B round trips
+    streams: int  # concurrent request loops
+    conc: tuple[int, int, int, int]  # round trips per loop
+    bulk: tuple[int, int, int, int]  # 10 MB messages
+    hol_idle: int  # idle 1 KiB probes, every kind
+    hol_bulk: tuple[int, int, int, int]  # 10 MB messages during which probes run
+    #: mean pause between head-of-line probes, s (0: back to back; else uniform in [0, 2x])
+    hol_gap: float = 0.0
+
+    def of(self, field_name: str) -> Callable[[str], int]:
+        counts = getattr(self, field_name)
+        if isinstance(counts, int):
+            return lambda kind: int(counts)
+        return lambda kind: int(counts[KINDS.index(kind)])
+
+    def warmup(self) -> TransportPlan:
+        return TransportPlan(
+            setup=1,
+            rt=(100, 100, 30, 30),
+            streams=self.streams,
+            conc=(2, 2, 1, 1),
+            bulk=(1, 1, 1, 1),
+            hol_idle=20,
+            hol_bulk=(1, 1, 1, 1),
+            hol_gap=self.hol_gap,
+        )
+
+
+DEFAULT_TPLAN = TransportPlan(
+    setup=5,
+    rt=(1500, 1000, 250, 150),
+    streams=100,
+    conc=(30, 20, 6, 4),
+    bulk=(10, 5, 2, 1),
+    hol_idle=150,
+    hol_bulk=(10, 5, 1, 1),
+)
+QUICK_TPLAN = TransportPlan(
+    setup=3,
+    rt=(1000, 600, 150, 80),
+    streams=100,
+    conc=(20, 10, 4, 2),
+    bulk=(5, 3, 1, 1),
+    hol_idle=80,
+    hol_bulk=(5, 3, 1, 1),
+)
+
+
+# --- the benchmarks ------------------------------------------------------------------------------
+
+
+class Endpoint:
+    """Where a kind's server is and who the client is: shared by every benchmark of a run."""
+
+    def __init__(self, ids: Identities, ports: dict[str, int]) -> None:
+        self.ids = ids
+        self.ports = ports
+
+    async def dial(self, kind: str) -> MuxClient:
+        return await dial(kind, self.ports[kind], self.ids)
+
+
+class _Base:
+    """A benchmark on one long-lived connection of one kind."""
+
+    what = "?"
+
+    def __init__(self, ep: Endpoint, kind: str, metric: Metric) -> None:
+        self.ep = ep
+        self.kind = kind
+        self.metric = metric
+        self.metric.params.setdefault("transport", kind)
+        self.client: MuxClient | None = None
+
+    async def setup(self) -> None:
+        self.client = await self.ep.dial(self.kind)
+        await self.client.echo(SMALL)
+
+    def check(self) -> MuxClient:
+        assert self.client is not None
+        if self.client.failure is not None:
+            raise TransportBenchError(f"{self.metric.label}: {self.client.failure}")
+        return self.client
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+
+def _key(kind: str) -> str:
+    return kind.replace("-", "_")
+
+
+class SetupBench:
+    """Dial, handshake, one 64-byte request to its verified reply; a fresh connection each."""
+
+    def __init__(self, ep: Endpoint, kind: str) -> None:
+        self.ep = ep
+        self.kind = kind
+        what = "connect + first echo" if kind == "raw" else "connect + handshake + first reply"
+        self.metric = Metric(
+            f"setup_{_key(kind)}",
+            f"{LABELS[kind]} setup ({what})",
+            LATENCY,
+            None if kind == "raw" else "setup_raw",
+            unit="ms",
+            params={"transport": kind, "request_bytes": SMALL, "value": "median of the round"},
+        )
+
+    async def setup(self) -> None:
+        return None
+
+    async def measure(self, plan: Any) -> tuple[float, dict[str, float]]:
+        samples = []
+        for _ in range(plan.transport.of("setup")(self.kind)):
+            t0 = time.perf_counter()
+            client = await self.ep.dial(self.kind)
+            try:
+                await client.echo(SMALL)
+                samples.append((time.perf_counter() - t0) * 1e3)
+            finally:
+                await client.aclose()
+        return median(samples), {"min_ms": min(samples), "max_ms": max(samples)}
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RoundTripBench(_Base):
+    """64-byte requests one at a time on one connection (QUIC: a new stream each)."""
+
+    def __init__(self, ep: Endpoint, kind: str) -> None:
+        super().__init__(
+            ep,
+            kind,
+            Metric(
+                f"rt64_{_key(kind)}",
+                f"{LABELS[kind]} 64 B round trip",
+                LATENCY,
+                None if kind == "raw" else "rt64_raw",
+                params={"message_bytes": SMALL},
+            ),
+        )
+
+    async def measure(self, plan: Any) -> tuple[float, dict[str, float]]:
+        client = self.check()
+        n = plan.transport.of("rt")(self.kind)
+        message = make_message(OP_ECHO, 0, SMALL)
+        request = client.request
+        t0 = time.perf_counter()
+        for _ in range(n):
+            reply = await request(message)
+        elapsed = time.perf_counter() - t0
+        if reply != message:
+            raise TransportBenchError(f"{self.metric.label}: echo differs from what was sent")
+        self.check()
+        return elapsed / n * 1e6, {}
+
+
+class ConcurrentBench(_Base):
+    """``streams`` request loops at once on one connection; µs per round trip in aggregate."""
+
+    def __init__(self, ep: Endpoint, kind: str, streams: int) -> None:
+        self.streams = streams
+        super().__init__(
+            ep,
+            kind,
+            Metric(
+                f"conc64_{_key(kind)}",
+                f"{LABELS[kind]} 64 B round trips, {streams} concurrent",
+                LATENCY,
+                None if kind == "raw" else "conc64_raw",
+                params={"message_bytes": SMALL, "concurrent": streams, "value": "elapsed / count"},
+            ),
+        )
+
+    async def measure(self, plan: Any) -> tuple[float, dict[str, float]]:
+        client = self.check()
+        per = plan.transport.of("conc")(self.kind)
+        messages = [make_message(OP_ECHO, client.new_id(), SMALL) for _ in range(self.streams)]
+
+        async def loop(message: bytes) -> None:
+            for _ in range(per):
+                if await client.request(message) != message:
+                    raise TransportBenchError(f"{self.metric.label}: wrong echo")
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(loop(m) for m in messages))
+        elapsed = time.perf_counter() - t0
+        self.check()
+        total = self.streams * per
+        self.metric.params["round_trips_per_round"] = total
+        return elapsed / total * 1e6, {}
+
+
+class BulkBench(_Base):
+    """``count`` messages of 10 MB one way, each acknowledged by a short reply once the server
+    has all of it. They are sent one after another as fast as ``send`` returns (each transport's
+    own backpressure: TCP's drain, QUIC's credit), then the acknowledgements are awaited."""
+
+    def __init__(self, ep: Endpoint, kind: str) -> None:
+        self._messages: list[bytes] = []
+        super().__init__(
+            ep,
+            kind,
+            Metric(
+                f"bulk_{_key(kind)}",
+                f"{LABELS[kind]} 10 MB messages",
+                THROUGHPUT,
+                None if kind == "raw" else "bulk_raw",
+                params={
+                    "message_bytes": BULK,
+                    "sent": "back to back, as send() returns",
+                    "acknowledged": "each, by a 9-byte reply",
+                },
+            ),
+        )
+
+    async def measure(self, plan: Any) -> tuple[float, dict[str, float]]:
+        client = self.check()
+        n = plan.transport.of("bulk")(self.kind)
+        while len(self._messages) < n:  # built once: the benchmark times sending, not building
+            self._messages.append(make_message(OP_BULK, client.new_id(), BULK))
+        self.metric.params["messages_per_round"] = n
+        t0 = time.perf_counter()
+        acks = [await client.submit(m) for m in self._messages[:n]]
+        await asyncio.gather(*acks)
+        elapsed = time.perf_counter() - t0
+        self.check()
+        return n * BULK / elapsed / MB, {"seconds": elapsed}
+
+
+class HolBench(_Base):
+    """Head-of-line latency: 1 KiB round trips idle, then while 10 MB messages are in flight.
+
+    Each round: ``idle`` probes (sequential 1 KiB echoes, after WARM_PROBES unrecorded ones) on
+    the quiet connection, half of them before and half after the loaded part, in which a bulk
+    task sends ``bulk`` messages of 10 MB one after another (each waits for the previous one's
+    acknowledgement) while probes run back to back (or, with ``hol_gap``, with random pauses
+    between them, idle ones too). A probe is *loaded* if a 10 MB
+    message had been sent and not yet acknowledged when the probe was sent. Samples are pooled
+    over the rounds for the percentiles (:meth:`summary`); the per-round value is the round's
+    loaded p99.
+    """
+
+    def __init__(self, ep: Endpoint, kind: str) -> None:
+        self.idle: list[float] = []
+        self.loaded: list[float] = []
+        self.bulk_rates: list[float] = []
+        self._messages: list[bytes] = []
+        self._random = random.Random(1)
+        super().__init__(
+            ep,
+            kind,
+            Metric(
+                f"hol_{_key(kind)}",
+                f"{LABELS[kind]} 1 KiB round trip during 10 MB, p99",
+                LATENCY,
+                None,
+                params={"probe_bytes": PROBE, "bulk_bytes": BULK},
+            ),
+        )
+        self.metric.in_table = False
+
+    async def _probe(self, client: MuxClient, message: bytes, gap: float = 0.0) -> float:
+        if gap:
+            await asyncio.sleep(self._random.uniform(0, 2 * gap))
+        t0 = time.perf_counter()
+        reply = await client.request(message)
+        dt = (time.perf_counter() - t0) * 1e6
+        if reply != message:
+            raise TransportBenchError(f"{self.metric.label}: wrong echo")
+        return dt
+
+    async def measure(self, plan: Any) -> tuple[float, dict[str, float]]:
+        client = self.check()
+        n_bulk = plan.transport.of("hol_bulk")(self.kind)
+        while len(self._messages) < n_bulk:
+            self._messages.append(make_message(OP_BULK, client.new_id(), BULK))
+        probe = make_message(OP_ECHO, client.new_id(), PROBE)
+        for _ in range(WARM_PROBES):  # the first probes after another benchmark run cold
+            await self._probe(client, probe)
+        gap = plan.transport.hol_gap
+        n_idle = plan.transport.of("hol_idle")(self.kind)
+        # idle probes: half before the transfer, half after it (the round's drift hits both)
+        idle = [await self._probe(client, probe, gap) for _ in range(n_idle // 2)]
+
+        in_flight = False
+
+        async def bulk() -> float:
+            nonlocal in_flight
+            t0 = time.perf_counter()
+            for m in self._messages[:n_bulk]:
+                in_flight = True
+                try:
+                    await client.request(m)
+                finally:
+                    in_flight = False
+            return time.perf_counter() - t0
+
+        loaded: list[float] = []
+        task = asyncio.get_running_loop().create_task(bulk())
+        try:
+            while not in_flight and not task.done():
+                await asyncio.sleep(0)
+            while not task.done():
+                if gap:
+                    await asyncio.sleep(self._random.uniform(0, 2 * gap))
+                was_loaded = in_flight
+                dt = await self._probe(client, probe)
+                if was_loaded:
+                    loaded.append(dt)
+            seconds = await task
+        finally:
+            if not task.done():
+                task.cancel()
+        idle += [await self._probe(client, probe, gap) for _ in range(n_idle - n_idle // 2)]
+        self.check()
+        if not loaded:
+            raise TransportBenchError(f"{self.metric.label}: no probe ran during the transfer")
+        self._round = (idle, loaded, n_bulk * BULK / seconds / MB)
+        detail = {
+            "idle_p50_us": percentile(idle, 50),
+            "idle_p99_us": percentile(idle, 99),
+            "loaded_p50_us": percentile(loaded, 50),
+            "loaded_p99_us": percentile(loaded, 99),
+            "loaded_samples": float(len(loaded)),
+            "bulk_MB_per_s": n_bulk * BULK / seconds / MB,
+        }
+        return percentile(loaded, 99), detail
+
+    def record(self) -> None:
+        """Keep the last round's samples (called for recorded rounds only)."""
+        idle, loaded, rate = self._round
+        self.idle += idle
+        self.loaded += loaded
+        self.bulk_rates.append(rate)
+
+    def summary(self) -> dict[str, float]:
+        idle_p99 = percentile(self.idle, 99)
+        loaded_p99 = percentile(self.loaded, 99)
+        return {
+            "idle_p50_us": percentile(self.idle, 50),
+            "idle_p99_us": idle_p99,
+            "loaded_p50_us": percentile(self.loaded, 50),
+            "loaded_p99_us": loaded_p99,
+            "loaded_max_us": max(self.loaded) if self.loaded else float("nan"),
+            "p99_loaded_over_idle": loaded_p99 / idle_p99 if idle_p99 else float("nan"),
+            "idle_samples": float(len(self.idle)),
+            "loaded_samples": float(len(self.loaded)),
+            "bulk_MB_per_s_median": median(self.bulk_rates),
+        }
+
+
+# --- server process ------------------------------------------------------------------------------
+
+
+async def _serve_forever(kinds: tuple[str, ...], seeds: str) -> None:
+    client_seed, server_seed = (bytes.fromhex(x) for x in seeds.split(","))
+    ids = Identities(
+        "bench-client.os",
+        keys.from_seed(client_seed),
+        "bench-server.os",
+        keys.from_seed(server_seed),
+    )
+    servers = TransportServers(ids, kinds)
+    ports = await servers.start()
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def watch_stdin() -> None:
+        with contextlib.suppress(OSError):
+            while os.read(0, 4096):
+                pass
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(done.set)
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    print(json.dumps(ports), flush=True)
+    await done.wait()
+    await servers.aclose()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="transport benchmark servers (used by bench/run.py)")
+    p.add_argument("--serve", required=True, help="comma-separated kinds")
+    p.add_argument("--seeds", required=True)
+    args = p.parse_args()
+    kinds = tuple(k for k in args.serve.split(",") if k)
+    with contextlib.suppress(KeyboardInterrupt):
+        runtime.run(_serve_forever(kinds, args.seeds))
+
+
+if __name__ == "__main__":
+    main()
