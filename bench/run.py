@@ -131,19 +131,19 @@ class Plan:
         )
 
 
-#: About 2.5 minutes on a 2-core machine: ~9 s a round (a third of it QUIC aioquic), plus
+#: About 2.5-3 minutes on a 2-core machine: ~11 s a round (a third of it QUIC aioquic), plus
 #: ~5 s to start the processes.
 DEFAULT_PLAN = Plan(
-    rounds=15,
+    rounds=14,
     pingpong_n=2000,
     node_n=400,
     bulk_count=10,
     bulk_size=10_000_000,
     transport=DEFAULT_TPLAN,
 )
-#: About 40 s.
+#: About 35 s.
 QUICK_PLAN = Plan(
-    rounds=4,
+    rounds=3,
     pingpong_n=1000,
     node_n=200,
     bulk_count=5,

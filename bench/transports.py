@@ -445,14 +445,15 @@ class TransportPlan:
         return lambda kind: int(counts[KINDS.index(kind)])
 
     def warmup(self) -> TransportPlan:
+        """The warm-up round's sizes: no 10 MB message over QUIC (seconds each, for nothing)."""
         return TransportPlan(
             setup=1,
             rt=(100, 100, 30, 30),
             streams=self.streams,
             conc=(2, 2, 1, 1),
-            bulk=(1, 1, 1, 1),
+            bulk=(1, 1, 0, 0),
             hol_idle=20,
-            hol_bulk=(1, 1, 1, 1),
+            hol_bulk=(1, 1, 0, 0),
             hol_gap=self.hol_gap,
         )
 
@@ -472,7 +473,7 @@ QUICK_TPLAN = TransportPlan(
     streams=100,
     conc=(20, 10, 4, 2),
     bulk=(5, 3, 1, 1),
-    hol_idle=80,
+    hol_idle=100,
     hol_bulk=(5, 3, 1, 1),
 )
 
@@ -652,6 +653,8 @@ class BulkBench(_Base):
         n = plan.transport.of("bulk")(self.kind)
         while len(self._messages) < n:  # built once: the benchmark times sending, not building
             self._messages.append(make_message(OP_BULK, client.new_id(), BULK))
+        if n == 0:
+            return float("nan"), {}
         self.metric.params["messages_per_round"] = n
         t0 = time.perf_counter()
         acks = [await client.submit(m) for m in self._messages[:n]]
@@ -694,13 +697,14 @@ class HolBench(_Base):
         self.metric.in_table = False
 
     async def _probe(self, client: MuxClient, message: bytes, gap: float = 0.0) -> float:
-        if gap:
-            await asyncio.sleep(self._random.uniform(0, 2 * gap))
+        """One 1 KiB round trip (µs), then a random pause if ``gap``."""
         t0 = time.perf_counter()
         reply = await client.request(message)
         dt = (time.perf_counter() - t0) * 1e6
         if reply != message:
             raise TransportBenchError(f"{self.metric.label}: wrong echo")
+        if gap:
+            await asyncio.sleep(self._random.uniform(0, 2 * gap))
         return dt
 
     async def measure(self, plan: Any) -> tuple[float, dict[str, float]]:
@@ -715,6 +719,8 @@ class HolBench(_Base):
         n_idle = plan.transport.of("hol_idle")(self.kind)
         # idle probes: half before the transfer, half after it (the round's drift hits both)
         idle = [await self._probe(client, probe, gap) for _ in range(n_idle // 2)]
+        if n_bulk == 0:
+            return float("nan"), {}
 
         in_flight = False
 
@@ -735,10 +741,8 @@ class HolBench(_Base):
             while not in_flight and not task.done():
                 await asyncio.sleep(0)
             while not task.done():
-                if gap:
-                    await asyncio.sleep(self._random.uniform(0, 2 * gap))
                 was_loaded = in_flight
-                dt = await self._probe(client, probe)
+                dt = await self._probe(client, probe, gap)
                 if was_loaded:
                     loaded.append(dt)
             seconds = await task
