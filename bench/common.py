@@ -20,7 +20,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hnet import keys
-from hnet.handshake import PeerHandshake
+from hnet.core.handshake import PeerHandshake
 
 LOOPBACK = "127.0.0.1"
 #: Bytes per MB in every throughput figure (decimal, as ``MB/s`` usually means).

@@ -34,10 +34,10 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` and ``hnet`` im
 
 from bench.common import LOOPBACK, MB, Identities, median, percentile
 from hnet import keys
-from hnet.quic import QuicListener
-from hnet.quic import connect as quic_connect
-from hnet.session import Session
 from hnet.transport import tcp
+from hnet.transport.quic import QuicListener
+from hnet.transport.quic import connect as quic_connect
+from hnet.transport.session import Session
 
 KINDS = ("quic-qh3", "quic-aioquic", "tcp")
 BULK_SIZE = 10_000_000

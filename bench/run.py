@@ -82,16 +82,16 @@ from bench.transports import (
     TransportServers,
 )
 from hnet import runtime
-from hnet.cluster import Cluster
-from hnet.session import Session
-from hnet.transport import tcp as tcp_transport
-from hnet.transport import ws as ws_transport
-from hnet.wire import (
+from hnet.core.wire import (
     Address,
     KernelMessage,
     Request,
     encode_kernel_message,
 )
+from hnet.testing.cluster import Cluster
+from hnet.transport import tcp as tcp_transport
+from hnet.transport import ws as ws_transport
+from hnet.transport.session import Session
 
 U32 = struct.Struct(">I")
 #: Same stream buffer limit as our TCP transport, so raw and ours read alike.

@@ -48,10 +48,10 @@ from bench.common import (
     percentile,
 )
 from hnet import keys, runtime
-from hnet.quic import QuicListener
-from hnet.quic import connect as quic_connect
-from hnet.session import Session
 from hnet.transport import tcp as tcp_transport
+from hnet.transport.quic import QuicListener
+from hnet.transport.quic import connect as quic_connect
+from hnet.transport.session import Session
 
 #: The kinds, in table order; "raw" is the yardstick.
 KINDS = ("raw", "tcp", "quic-qh3", "quic-aioquic")

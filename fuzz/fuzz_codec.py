@@ -3,7 +3,7 @@
 
     python fuzz/fuzz_codec.py [ITERATIONS] [--seed N] [--vectors PATH] [--plain]
 
-Each input goes to every decoder in ``hnet.wire.DECODERS``. A decoder may return a value or
+Each input goes to every decoder in ``hnet.core.wire.DECODERS``. A decoder may return a value or
 raise ``CodecError``; anything else escaping, a CodecError that reports an internal decoder
 error, or a decoded value that does not survive a canonical re-encode/decode round trip is a
 failure: the input is printed as hex and the script exits 1.
@@ -23,8 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hnet.interop import find_vector_file
-from hnet.wire import (
+from hnet.core.wire import (
     DECODERS,
     ENCODERS,
     Address,
@@ -40,6 +39,7 @@ from hnet.wire import (
     encode_identity,
     encode_send_error,
 )
+from hnet.interop import find_vector_file
 
 INTERESTING = [
     0x00, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xC3, 0xC4, 0xC6, 0xC7,

@@ -3,9 +3,9 @@
 
 Takes the fixed-key reference session (``interop-tests/vectors/i2r.bin``, the initiator's side),
 mutates it, and feeds it, split at random points, into a sans-I/O responder built from
-``hnet.noise`` and ``hnet.framing`` with bob's keys. The WebSocket half does the same with the
-equivalent session as a list of WS messages. Only ``NoiseError`` and ``FramingError`` may
-escape; anything else, or a buffer above its bound, is a bug and exits 1 with a reproducer.
+``hnet.core.noise`` and ``hnet.core.framing`` with bob's keys. The WebSocket half does the same
+with the equivalent session as a list of WS messages. Only ``NoiseError`` and ``FramingError``
+may escape; anything else, or a buffer above its bound, is a bug and exits 1 with a reproducer.
 
     python fuzz/fuzz_framing.py [--iterations N] [--seed S] [--mode tcp|ws|both]
 """
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hnet.framing import (
+from hnet.core.framing import (
     FirstFrame,
     FramingError,
     HandshakeFrameReader,
@@ -34,13 +34,13 @@ from hnet.framing import (
     classify_first_frame,
     encode_handshake_frame,
 )
+from hnet.core.noise import NoiseError, XXHandshake
 from hnet.limits import (
     HANDSHAKE_MAX_MESSAGE,
     MESSAGE_MAX_SIZE,
     NOISE_MAX_MESSAGE,
     ROUTING_REQUEST_MAX,
 )
-from hnet.noise import NoiseError, XXHandshake
 
 INTEROP = Path(__file__).resolve().parent.parent / "interop-tests" / "vectors"
 ALICE_STATIC = bytes(range(0x00, 0x20))

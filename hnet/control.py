@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from hnet import limits
+from hnet.core.wire import Address, ResponseMessage
 from hnet.log import get_logger
+from hnet.net.requests import SendFailed
 from hnet.node import Node
-from hnet.requests import SendFailed
-from hnet.wire import Address, ResponseMessage
 
 log = get_logger("control")
 

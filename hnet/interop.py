@@ -2,7 +2,7 @@
 
 The file has one vector a line, ``name<TAB>type<TAB>hex``; blank lines and lines starting with
 ``#`` are ignored. For each vector the bytes are decoded with the decoder for ``type``
-(:data:`hnet.wire.DECODERS`), re-encoded, and compared with the original bytes. A row that
+(:data:`hnet.core.wire.DECODERS`), re-encoded, and compared with the original bytes. A row that
 cannot be checked (wrong number of fields, unknown type, malformed hex) is a failure with a
 reason, never an exception.
 """
@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hnet.wire import DECODERS, ENCODERS, CodecError
+from hnet.core.wire import DECODERS, ENCODERS, CodecError
 
 __all__ = [
     "VECTOR_FILE_NAME",

@@ -128,7 +128,7 @@ QUIC_MAX_STREAMS = 64
 #: Stream slots (out of QUIC_MAX_STREAMS) only small messages may use.
 QUIC_SMALL_STREAMS_RESERVE = 16
 #: Bulk pacing: bytes of large messages in flight or queued in QUIC are kept near 1.25 times
-#: the path's measured bandwidth-delay product (hnet.quic.connection.BulkPacer), so bulk data
+#: the path's measured bandwidth-delay product (hnet.core.quic.connection.BulkPacer), so bulk data
 #: keeps the path busy while adding little queueing in front of a small message. This is the
 #: floor of that window (loopback and LAN, where the BDP is a few packets)...
 QUIC_BULK_MIN_WINDOW = 16 * 1024

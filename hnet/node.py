@@ -25,24 +25,9 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import WebSocketException
 
 from hnet import keys, limits
-from hnet.framing import FirstFrame, FramingError, classify_first_frame
-from hnet.handshake import HandshakeError, PeerHandshake
-from hnet.log import get_logger
-from hnet.netmodule import NET_PROCESS, NetModule
-from hnet.peers import DialError, PeerManager, failure_reason
-from hnet.pki import Pki
-from hnet.quic import QuicListener
-from hnet.quic import connect as quic_connect
-from hnet.requests import Reply, RequestTracker, SendFailed
-from hnet.routing.dial import ROUTED_TRANSPORTS, dial_via_routers
-from hnet.routing.indirect import IndirectRole
-from hnet.routing.passthrough import TcpEnd, WsEnd
-from hnet.routing.router import Rest, Router, RoutingRefused
-from hnet.session import Session, SessionClosed, SessionError
-from hnet.supervisor import Supervisor
-from hnet.transport import tcp as tcp_transport
-from hnet.transport import ws as ws_transport
-from hnet.wire import (
+from hnet.core.framing import FirstFrame, FramingError, classify_first_frame
+from hnet.core.handshake import HandshakeError, PeerHandshake
+from hnet.core.wire import (
     Address,
     ConnectionRequest,
     KernelMessage,
@@ -55,6 +40,21 @@ from hnet.wire import (
     encode_kernel_message,
     encode_net_action,
 )
+from hnet.log import get_logger
+from hnet.net.indirect import IndirectRole
+from hnet.net.netmodule import NET_PROCESS, NetModule
+from hnet.net.peers import DialError, PeerManager, failure_reason
+from hnet.net.pki import Pki
+from hnet.net.requests import Reply, RequestTracker, SendFailed
+from hnet.net.routed import ROUTED_TRANSPORTS, dial_via_routers
+from hnet.net.router import Rest, Router, RoutingRefused
+from hnet.supervisor import Supervisor
+from hnet.transport import tcp as tcp_transport
+from hnet.transport import ws as ws_transport
+from hnet.transport.pipes import TcpEnd, WsEnd
+from hnet.transport.quic import QuicListener
+from hnet.transport.quic import connect as quic_connect
+from hnet.transport.session import Session, SessionClosed, SessionError
 
 log = get_logger("node")
 

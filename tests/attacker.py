@@ -8,9 +8,9 @@ import struct
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hnet import keys
-from hnet.framing.tcp import TcpTransport
-from hnet.handshake import PeerHandshake
-from hnet.session import run_handshake
+from hnet.core.framing.tcp import TcpTransport
+from hnet.core.handshake import PeerHandshake
+from hnet.transport.session import run_handshake
 from hnet.transport.tcp import TcpHandshakeChannel
 from hns import Registry
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hnet.cluster import Cluster
+from hnet.testing.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 INTEROP = ROOT / "interop-tests" / "vectors"

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from hnet.framing import (
+from hnet.core.framing import (
     FirstFrame,
     FramingError,
     HandshakeFrameReader,
@@ -18,6 +18,7 @@ from hnet.framing import (
     classify_first_frame,
     encode_handshake_frame,
 )
+from hnet.core.noise import CipherState
 from hnet.limits import (
     HANDSHAKE_MAX_MESSAGE,
     MESSAGE_MAX_SIZE,
@@ -25,7 +26,6 @@ from hnet.limits import (
     NOISE_MAX_PLAINTEXT,
     ROUTING_REQUEST_MAX,
 )
-from hnet.noise import CipherState
 
 K1 = bytes(range(32))
 K2 = bytes(range(32, 64))

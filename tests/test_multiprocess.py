@@ -14,8 +14,8 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from hnet import keys
-from hnet.cluster import Cluster, free_port
-from hnet.wire import Address, KernelMessage, Request, encode_kernel_message
+from hnet.core.wire import Address, KernelMessage, Request, encode_kernel_message
+from hnet.testing.cluster import Cluster, free_port
 from hns import (
     HYPERMAP_CHAIN_ID,
     HYPERMAP_FIRST_BLOCK,

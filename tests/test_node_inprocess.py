@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from hnet import keys
-from hnet.cluster import free_port
-from hnet.handshake import PeerHandshake
-from hnet.node import Node, NodeConfig
-from hnet.pki import Pki
-from hnet.requests import SendFailed
-from hnet.transport import tcp as tcp_transport
-from hnet.wire import (
+from hnet.core.handshake import PeerHandshake
+from hnet.core.wire import (
     Address,
     Diagnostics,
     GetDiagnostics,
@@ -32,6 +27,11 @@ from hnet.wire import (
     decode_net_response,
     encode_net_action,
 )
+from hnet.net.pki import Pki
+from hnet.net.requests import SendFailed
+from hnet.node import Node, NodeConfig
+from hnet.testing.cluster import free_port
+from hnet.transport import tcp as tcp_transport
 from hns import Registry
 
 
@@ -273,7 +273,7 @@ async def test_dial_race_converges_on_quic_on_both_ends(net: Net) -> None:
 async def test_quic_session_survives_client_rebinding_during_a_ping_run(net: Net) -> None:
     """Migration: the dialling node's UDP socket moves to a new port twice mid-run; the QUIC
     session (and the peer's view of it) carries on and every hello is answered."""
-    from hnet.quic import QuicSession
+    from hnet.transport.quic import QuicSession
 
     net.register("m.os", ("quic",))
     net.register("n.os", ("quic",))

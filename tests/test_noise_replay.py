@@ -13,7 +13,7 @@ import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hnet.framing import (
+from hnet.core.framing import (
     FirstFrame,
     HandshakeFrameReader,
     TcpTransport,
@@ -22,8 +22,8 @@ from hnet.framing import (
     classify_first_frame,
     encode_handshake_frame,
 )
+from hnet.core.noise import XXHandshake
 from hnet.limits import HANDSHAKE_MAX_MESSAGE, ROUTING_REQUEST_MAX
-from hnet.noise import XXHandshake
 
 INTEROP = Path(__file__).resolve().parent.parent / "interop-tests" / "vectors"
 

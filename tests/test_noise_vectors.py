@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from hnet.noise import MAX_NONCE, CipherState, NoiseError, XXHandshake
-from hnet.noise import primitives as prim
+from hnet.core.noise import MAX_NONCE, CipherState, NoiseError, XXHandshake
+from hnet.core.noise import primitives as prim
 
 INTEROP = Path(__file__).resolve().parent.parent / "interop-tests" / "vectors"
 VECTOR_FILES = ["snow-XX.json", "cacophony-XX.json"]

@@ -10,10 +10,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from hnet import limits
-from hnet.quic import backend as qb
-from hnet.quic.connection import BulkPacer
-from hnet.quic.retry import RetryTokens
-from hnet.quic.streams import DIR_I2R, DIR_R2I, DirectionKeys, derive_stream_key
+from hnet.core.quic import backend as qb
+from hnet.core.quic.connection import BulkPacer
+from hnet.core.quic.retry import RetryTokens
+from hnet.core.quic.streams import DIR_I2R, DIR_R2I, DirectionKeys, derive_stream_key
 
 
 def test_backend_selection(monkeypatch: pytest.MonkeyPatch):

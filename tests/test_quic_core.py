@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 
 from hnet import limits
-from hnet.quic import backend as qb
-from hnet.quic.connection import (
+from hnet.core.quic import backend as qb
+from hnet.core.quic.connection import (
     Closed,
     HandshakeDone,
     MessageReceived,
     NoiseQuicConnection,
     SendCredit,
 )
-from hnet.quic.errors import QuicAppError
-from hnet.quic.streams import MessageSealer
+from hnet.core.quic.errors import QuicAppError
+from hnet.core.quic.streams import MessageSealer
 from tests.test_quic_util import Book
 
 

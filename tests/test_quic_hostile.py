@@ -11,10 +11,10 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from hnet import limits
-from hnet.quic import QuicAppError
-from hnet.quic import backend as qb
-from hnet.quic.streams import MessageSealer
-from hnet.session import Session, SessionError
+from hnet.core.quic import backend as qb
+from hnet.core.quic.streams import MessageSealer
+from hnet.transport.quic import QuicAppError
+from hnet.transport.session import Session, SessionError
 from tests.test_quic_util import (
     BACKENDS,
     HOST,

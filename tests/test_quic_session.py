@@ -8,9 +8,9 @@ import os
 import pytest
 
 from hnet import keys, limits
-from hnet.handshake import HandshakeError, PeerHandshake
-from hnet.quic import QuicListener, QuicSession, connect
-from hnet.session import Session, SessionClosed, SessionError
+from hnet.core.handshake import HandshakeError, PeerHandshake
+from hnet.transport.quic import QuicListener, QuicSession, connect
+from hnet.transport.session import Session, SessionClosed, SessionError
 from tests.test_quic_util import (
     BACKENDS,
     HOST,

@@ -13,9 +13,9 @@ import struct
 import pytest
 
 from hnet import limits
-from hnet.noise import CipherState
-from hnet.quic.errors import QuicAppError, QuicProtocolError
-from hnet.quic.streams import (
+from hnet.core.noise import CipherState
+from hnet.core.quic.errors import QuicAppError, QuicProtocolError
+from hnet.core.quic.streams import (
     DIR_I2R,
     DIR_R2I,
     HEADER_FRAME_LEN,

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hnet import keys
-from hnet.handshake import PeerHandshake
-from hnet.quic import QuicListener, QuicSession, connect
-from hnet.quic import backend as qb
-from hnet.quic.streams import DIR_I2R, DIR_R2I, DirectionKeys, handshake_frame
-from hnet.quic.udp import UdpSocket, bind_udp
-from hnet.session import Session
+from hnet.core.handshake import PeerHandshake
+from hnet.core.quic import backend as qb
+from hnet.core.quic.streams import DIR_I2R, DIR_R2I, DirectionKeys, handshake_frame
+from hnet.transport.quic import QuicListener, QuicSession, connect
+from hnet.transport.quic.udp import UdpSocket, bind_udp
+from hnet.transport.session import Session
 
 BACKENDS = ("aioquic", "qh3")
 HOST = "127.0.0.1"

@@ -13,11 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hnet import keys
-from hnet.cluster import free_port
-from hnet.node import Node, NodeConfig
-from hnet.pki import Pki
-from hnet.requests import Reply, SendFailed
-from hnet.wire import (
+from hnet.core.wire import (
     Address,
     ConnectionRequest,
     Rejected,
@@ -26,6 +22,10 @@ from hnet.wire import (
     decode_net_response,
     encode_net_action,
 )
+from hnet.net.pki import Pki
+from hnet.net.requests import Reply, SendFailed
+from hnet.node import Node, NodeConfig
+from hnet.testing.cluster import free_port
 from hns import Registry
 
 

@@ -18,14 +18,10 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from hnet import keys
-from hnet.cluster import Cluster
-from hnet.framing import TcpTransport, WsTransport, encode_handshake_frame
-from hnet.handshake import PeerHandshake
-from hnet.routing import request
-from hnet.session import run_handshake
-from hnet.transport.tcp import TcpHandshakeChannel
-from hnet.transport.ws import WsHandshakeChannel
-from hnet.wire import (
+from hnet.core import relay as request
+from hnet.core.framing import TcpTransport, WsTransport, encode_handshake_frame
+from hnet.core.handshake import PeerHandshake
+from hnet.core.wire import (
     Address,
     KernelMessage,
     Request,
@@ -35,6 +31,10 @@ from hnet.wire import (
     encode_kernel_message,
     encode_routing_request,
 )
+from hnet.testing.cluster import Cluster
+from hnet.transport.session import run_handshake
+from hnet.transport.tcp import TcpHandshakeChannel
+from hnet.transport.ws import WsHandshakeChannel
 from hns import Registry
 
 from .attacker import RawTcpPeer, register_attacker

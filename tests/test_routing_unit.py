@@ -9,10 +9,10 @@ import msgpack
 import pytest
 
 from hnet import keys
-from hnet.routing import request
-from hnet.routing.passthrough import PassthroughTable, PipeError, pipe
-from hnet.routing.router import Router, RoutingRefused
-from hnet.wire import RoutingRequest, encode_routing_request
+from hnet.core import relay as request
+from hnet.core.wire import RoutingRequest, encode_routing_request
+from hnet.net.router import Router, RoutingRefused
+from hnet.transport.pipes import PassthroughTable, PipeError, pipe
 from hns import NodeRecord
 
 KEYS = {name: keys.generate() for name in ("a.os", "c.os", "r.os", "b.os")}

@@ -14,9 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hnet.interop import find_vector_file
-from hnet.limits import MESSAGE_MAX_SIZE
-from hnet.wire import (
+from hnet.core.wire import (
     DECODERS,
     ENCODERS,
     Accepted,
@@ -63,6 +61,8 @@ from hnet.wire import (
     encode_net_response,
     encode_routing_request,
 )
+from hnet.interop import find_vector_file
+from hnet.limits import MESSAGE_MAX_SIZE
 
 VECTOR_FILE = find_vector_file()
 
@@ -844,8 +844,7 @@ def test_blob_round_trip(mime: str | None, data: bytes) -> None:
 
 
 def test_capability_count_is_capped() -> None:
-    from hnet.limits import MAX_CAPABILITIES
-    from hnet.wire import (
+    from hnet.core.wire import (
         Address,
         Capability,
         KernelMessage,
@@ -853,6 +852,7 @@ def test_capability_count_is_capped() -> None:
         decode_kernel_message,
         encode_kernel_message,
     )
+    from hnet.limits import MAX_CAPABILITIES
 
     def km(n: int) -> bytes:
         cap = (Capability(Address.parse("a.os@p:q:r.os"), '"x"'), b"\x01")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hnet.wire import (
+from hnet.core.wire import (
     Address,
     CodecError,
     Direct,

@@ -7,14 +7,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from hnet.interop import (
-    VectorReport,
-    check_vector_file,
-    check_vector_lines,
-    find_vector_file,
-    format_report,
-)
-from hnet.wire import (
+from hnet.core.wire import (
     DECODERS,
     ENCODERS,
     Accepted,
@@ -68,6 +61,13 @@ from hnet.wire import (
     encode_routing_request,
     encode_send_error,
     sign_bytes_for_capability,
+)
+from hnet.interop import (
+    VectorReport,
+    check_vector_file,
+    check_vector_lines,
+    find_vector_file,
+    format_report,
 )
 
 VECTOR_FILE = find_vector_file()

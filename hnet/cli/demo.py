@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 
 from hnet.cli.common import EXIT_FAIL, EXIT_OK, CliError
-from hnet.cluster import Cluster
 from hnet.runtime import run as run_loop
+from hnet.testing.cluster import Cluster
 
 NAMES = ("alice.os", "bob.os", "carol.os")
 PAIRS = (("alice.os", "bob.os"), ("bob.os", "carol.os"), ("carol.os", "alice.os"))

@@ -20,8 +20,8 @@ from hnet.cli.common import (
 )
 from hnet.control import ControlServer, socket_path
 from hnet.log import configure, get_logger
+from hnet.net.pki import Pki
 from hnet.node import Node, NodeConfig, NodeStartError
-from hnet.pki import Pki
 from hnet.runtime import run as run_loop
 from hns import Registry
 

@@ -1,7 +1,7 @@
 """TCP transport: the reference framing over asyncio streams.
 
 Handshake frames are ``[u16 BE len][noise message]``; the transport framing and encryption live
-in :mod:`hnet.framing.tcp` (sans-I/O). Every length is checked before anything is buffered.
+in :mod:`hnet.core.framing.tcp` (sans-I/O). Every length is checked before anything is buffered.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import socket
 import struct
 
 from hnet import limits
-from hnet.framing.errors import FramingError
-from hnet.framing.tcp import TcpTransport
-from hnet.handshake import NOISE_E_LEN, PeerHandshake
-from hnet.noise import CipherState
-from hnet.session import (
+from hnet.core.framing.errors import FramingError
+from hnet.core.framing.tcp import TcpTransport
+from hnet.core.handshake import NOISE_E_LEN, PeerHandshake
+from hnet.core.noise import CipherState
+from hnet.transport.session import (
     Deliver,
     IdleWatchdog,
     Session,
@@ -167,7 +167,7 @@ async def connect(
 
 async def read_first_frame(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
     """A responder's first frame: Noise ``-> e`` (32 bytes) or a RoutingRequest (up to
-    ROUTING_REQUEST_MAX); classify it with :func:`hnet.framing.classify_first_frame`."""
+    ROUTING_REQUEST_MAX); classify it with :func:`hnet.core.framing.classify_first_frame`."""
     tune_socket(writer)
     channel = TcpHandshakeChannel(reader, writer)
     return await channel.recv_frame(max(limits.ROUTING_REQUEST_MAX, NOISE_E_LEN))

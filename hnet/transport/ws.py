@@ -1,7 +1,7 @@
 """WebSocket transport: plain ``ws://ip:port``, one binary WS message per Noise message.
 
 The transport framing (length prefix inside the encryption, 65,519-byte chunks) is the sans-I/O
-:mod:`hnet.framing.ws`; this adapter only moves WS messages. Text frames are a protocol error.
+:mod:`hnet.core.framing.ws`; this adapter only moves WS messages. Text frames are a protocol error.
 WS messages larger than one Noise message are refused by the WS layer before it buffers them.
 """
 
@@ -14,11 +14,11 @@ from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from hnet import limits
-from hnet.framing.errors import FramingError
-from hnet.framing.ws import WsTransport
-from hnet.handshake import PeerHandshake
-from hnet.noise import CipherState
-from hnet.session import (
+from hnet.core.framing.errors import FramingError
+from hnet.core.framing.ws import WsTransport
+from hnet.core.handshake import PeerHandshake
+from hnet.core.noise import CipherState
+from hnet.transport.session import (
     Deliver,
     IdleWatchdog,
     Session,
@@ -178,7 +178,7 @@ async def connect(
 
 async def read_first_message(ws: Connection) -> bytes:
     """A responder's first message: Noise ``-> e`` (32 bytes) or a RoutingRequest; classify it
-    with :func:`hnet.framing.classify_first_frame`."""
+    with :func:`hnet.core.framing.classify_first_frame`."""
     return await WsHandshakeChannel(ws).recv_handshake()
 
 

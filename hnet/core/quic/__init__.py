@@ -1,0 +1,1 @@
+"""hnet/core/quic"""

@@ -1,0 +1,679 @@
+"""One ``hnet-noise/1`` connection: QUIC streams carrying Noise, sans-I/O.
+
+:class:`NoiseQuicConnection` wraps a backend :class:`~hnet.core.quic.backend.QuicConn` (itself a
+sans-I/O QUIC state machine) and a :class:`~hnet.core.handshake.PeerHandshake`. Feed it datagrams
+and timer ticks; collect datagrams to send and :data:`Event` objects. It never awaits and
+never touches a socket; :mod:`hnet.transport.quic.transport` moves the bytes.
+
+The rules it enforces (docs/quic.md):
+
+* stream 0 (the client's first bidirectional stream) carries the Noise XX handshake, each
+  message ``[u16 BE len][msg]``; each side ends its half of stream 0 with its last handshake
+  message;
+* every message travels on its own new bidirectional stream opened by its sender, framed and
+  encrypted by :mod:`hnet.core.quic.streams`; the receiver ends its (otherwise empty) half of that
+  stream once the message was *delivered*: this FIN is the sender's acknowledgement and
+  returns the message's credit;
+* a sender keeps at most ``QUIC_SEND_WINDOW`` bytes and ``QUIC_MAX_STREAMS`` messages
+  unacknowledged; the receiver cuts off a peer that exceeds either;
+* unidirectional streams, resets, STOP_SENDING, data on a half that must stay empty, and
+  application data before the handshake could have completed are protocol violations.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from hnet import limits
+from hnet.core.framing.errors import FramingError
+from hnet.core.framing.tcp import HandshakeFrameReader
+from hnet.core.handshake import HandshakeError, PeerHandshake
+from hnet.core.quic import backend as qb
+from hnet.core.quic.errors import QuicAppError, QuicProtocolError
+from hnet.core.quic.streams import (
+    DIR_I2R,
+    DIR_R2I,
+    DirectionKeys,
+    MessageOpener,
+    MessageSealer,
+    handshake_frame,
+    wire_size,
+)
+
+__all__ = [
+    "HANDSHAKE_STREAM",
+    "BulkPacer",
+    "Closed",
+    "Event",
+    "HandshakeDone",
+    "MessageReceived",
+    "NoiseQuicConnection",
+    "PathCidIssued",
+    "PathCidRetired",
+    "SendCredit",
+]
+
+#: The stream carrying the Noise handshake: the client's first bidirectional stream.
+HANDSHAKE_STREAM = 0
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class HandshakeDone:
+    """QUIC and Noise handshakes are complete; the peer is authenticated."""
+
+    peer_name: str
+
+
+@dataclass(slots=True)
+class MessageReceived:
+    """A complete message; call :meth:`NoiseQuicConnection.message_delivered` once handled."""
+
+    stream_id: int
+    data: bytes
+
+
+@dataclass(slots=True)
+class SendCredit:
+    """Credit came back (the peer delivered a message, or raised our stream credit)."""
+
+
+@dataclass(slots=True)
+class Closed:
+    """The connection is closed (or closing); nothing more can be sent or received."""
+
+    code: int
+    reason: str
+    #: the peer closed it (its code and reason); else we did
+    by_peer: bool
+    #: we closed it because the peer broke the protocol (ours or QUIC's)
+    violation: bool
+
+
+@dataclass(slots=True)
+class PathCidIssued:
+    """We issued a connection ID: the server endpoint must route it to us."""
+
+    cid: bytes
+
+
+@dataclass(slots=True)
+class PathCidRetired:
+    cid: bytes
+
+
+Event = HandshakeDone | MessageReceived | SendCredit | Closed | PathCidIssued | PathCidRetired
+
+
+# --- per-stream state ------------------------------------------------------------------------
+
+
+class _Outbound:
+    __slots__ = ("bulk", "pending", "sealer", "size", "stream_id", "written")
+
+    def __init__(self, stream_id: int, sealer: MessageSealer, bulk: bool) -> None:
+        self.stream_id = stream_id
+        self.sealer = sealer
+        self.size = sealer.size
+        self.bulk = bulk
+        self.written = False
+        #: the rest of a sealed frame not yet handed to QUIC (bulk feeding)
+        self.pending = memoryview(b"")
+
+
+class BulkPacer:
+    """Sizes the bulk window from the path's measured bandwidth-delay product (BDP).
+
+    While large messages are being fed, :meth:`sample` (called at least one minimum RTT apart)
+    measures the delivery rate: bytes that left the in-flight set per second. The window is
+    ``gain x max(recent rates) x min_rtt``, clamped to [QUIC_BULK_MIN_WINDOW,
+    QUIC_BULK_MAX_WINDOW]. In *startup* the gain is 2: a window that fills the path measures a
+    higher rate next round, so it doubles per round trip; once three rounds in a row bring less
+    than 25% more rate the path is full and the gain drops to 1.25, which keeps the path busy
+    with a standing queue of about a quarter of a minimum RTT in front of small messages.
+    (The scheme is BBR's, reduced to what a window needs.)
+
+    While small messages are waiting, the connection uses :meth:`yield_window` instead and
+    takes no rate samples (they would measure the cap, not the path).
+    """
+
+    STARTUP_GAIN = 2.0
+    GAIN = 1.25
+    SAMPLES = 8
+
+    __slots__ = ("_d0", "_full_bw", "_full_rounds", "_rates", "_t0", "startup", "window")
+
+    def __init__(self) -> None:
+        self.window = limits.QUIC_BULK_MIN_WINDOW
+        self.startup = True
+        self._t0: float | None = None
+        self._d0 = 0
+        self._rates: deque[float] = deque(maxlen=self.SAMPLES)
+        self._full_bw = 0.0
+        self._full_rounds = 0
+
+    def idle(self) -> None:
+        """No bulk data queued: the next measurement starts afresh (idle time is no rate)."""
+        self._t0 = None
+
+    def yield_window(self, min_rtt: float | None) -> int:
+        """The window while small messages wait: one BDP at gain 1 (no standing queue), with
+        the RTT at the low end of what QUIC's granularity allows (QUIC clamps RTT samples to at
+        least QUIC_RTT_GRANULARITY, so on loopback and LAN this is 0), and at least
+        QUIC_BULK_YIELD_WINDOW; never above :attr:`window`."""
+        rtt = max(0.0, (min_rtt or 0.0) - limits.QUIC_RTT_GRANULARITY)
+        rate = max(self._rates, default=0.0)
+        return min(self.window, max(int(rate * rtt), limits.QUIC_BULK_YIELD_WINDOW))
+
+    def sample(self, now: float, delivered: int, min_rtt: float | None) -> None:
+        if min_rtt is None:
+            return
+        if self._t0 is None:
+            self._t0, self._d0 = now, delivered
+            return
+        elapsed = now - self._t0
+        if elapsed < max(min_rtt, 0.001):
+            return
+        self._rates.append((delivered - self._d0) / elapsed)
+        self._t0, self._d0 = now, delivered
+        rate = max(self._rates)
+        if self.startup:
+            if rate > 1.25 * self._full_bw:
+                self._full_bw, self._full_rounds = rate, 0
+            else:
+                self._full_rounds += 1
+                self.startup = self._full_rounds < 3
+        gain = self.STARTUP_GAIN if self.startup else self.GAIN
+        self.window = int(
+            min(
+                max(gain * rate * min_rtt, limits.QUIC_BULK_MIN_WINDOW), limits.QUIC_BULK_MAX_WINDOW
+            )
+        )
+
+
+class _Inbound:
+    __slots__ = ("complete", "opener")
+
+    def __init__(self, opener: MessageOpener) -> None:
+        self.opener = opener
+        self.complete = False
+
+
+# --- the connection --------------------------------------------------------------------------
+
+_HANDSHAKING = 0
+_OPEN = 1
+_CLOSED = 2
+
+
+class NoiseQuicConnection:
+    """The sans-I/O core of one connection (see the module docstring)."""
+
+    def __init__(self, quic: qb.QuicConn, hs: PeerHandshake) -> None:
+        self.quic = quic
+        self.hs = hs
+        #: the QUIC client is always the Noise initiator
+        self.is_client = hs.initiator
+        self._state = _HANDSHAKING
+        self._events: deque[Event] = deque()
+        self.closed: Closed | None = None
+        self.peer_name: str | None = None
+        # handshake stream
+        self._hs_reader = HandshakeFrameReader(
+            max_len=limits.HANDSHAKE_MAX_MESSAGE, max_frames=1 if self.is_client else 2
+        )
+        self._hs_sent_reply = False  # responder: msg2 sent (initiator may now finish)
+        #: the responder has verified the initiator (its FIN on stream 0); until then an
+        #: initiator sends at most QUIC_EARLY_SEND bytes of messages
+        self.confirmed = False
+        self._early_budget = limits.QUIC_EARLY_SEND
+        self._quic_ready = False
+        # keys (after the handshake)
+        self._send_keys: DirectionKeys | None = None
+        self._recv_keys: DirectionKeys | None = None
+        # streams the peer opened: message being received or awaiting delivery
+        self._in: dict[int, _Inbound] = {}
+        self._recv_reserved = 0
+        # responder: application stream data that raced ahead of "-> s, se"
+        self._early: list[tuple[int, bytes, bool]] = []
+        self._early_bytes = 0
+        # our messages not yet acknowledged, and the large ones still being fed to QUIC
+        self._out: dict[int, _Outbound] = {}
+        self._feeding: deque[_Outbound] = deque()
+        self.pacer = BulkPacer()
+        #: the bulk window has room for another slice (see datagrams_to_send)
+        self.bulk_ready = False
+        self._small_written = False
+        #: our small messages not yet acknowledged; bulk yields to them (and until
+        #: _yield_until after the last acknowledgement): see QUIC_BULK_YIELD_WINDOW
+        self._small_out = 0
+        self._small_acked = False
+        self._yield_until = 0.0
+        self._sent_bytes = 0
+        self.inflight_bytes = 0
+        self.inflight_bulk_bytes = 0
+        self.inflight_bulk_streams = 0
+        #: counters for diagnostics and tests
+        self.stats = {"messages_in": 0, "messages_out": 0, "bytes_in": 0, "bytes_out": 0}
+        self._ping_uid = 0
+        self._stream_credit_wait = False
+
+    # --- state ---------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self._state == _OPEN
+
+    @property
+    def is_closed(self) -> bool:
+        return self._state == _CLOSED
+
+    @property
+    def inbound_open(self) -> int:
+        """Peer message streams being received or awaiting delivery."""
+        return len(self._in)
+
+    @property
+    def outbound_open(self) -> int:
+        return len(self._out)
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    # --- I/O surface (called by the adapter) ---------------------------------------------
+
+    def connect(self, addr: qb.Addr, now: float) -> None:
+        """Client: start the QUIC handshake towards ``addr``."""
+        if not self.is_client:
+            raise RuntimeError("only a client connects")
+        self.quic.connect(addr, now)
+
+    def receive_datagram(self, data: bytes, addr: qb.Addr, now: float) -> None:
+        if self._state == _CLOSED:
+            return
+        self.quic.receive_datagram(data, addr, now)
+        self._process()
+        if self._small_acked:
+            self._small_acked = False
+            self._yield_until = now + limits.QUIC_BULK_YIELD_HOLD
+
+    def handle_timer(self, now: float) -> None:
+        self.quic.handle_timer(now)
+        self._process()
+
+    def get_timer(self) -> float | None:
+        return self.quic.get_timer()
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, qb.Addr]]:
+        """Datagrams ready to go, after feeding QUIC one slice of bulk data.
+
+        If the bulk window has room for more, :attr:`bulk_ready` is set: the adapter should
+        call again soon, after letting other work run (a slice is a fraction of a millisecond
+        of sending, so small messages and deliveries interleave with a large transfer).
+        """
+        out: list[tuple[bytes, qb.Addr]] = []
+        if self._small_written:
+            # Small messages written since the last call go out before any new bulk slice.
+            self._small_written = False
+            out = self.quic.datagrams_to_send(now)
+        self._feed_bulk(now)
+        out += self.quic.datagrams_to_send(now)
+        for data, _addr in out:
+            self._sent_bytes += len(data)
+        if self._state != _CLOSED:
+            self._check_termination()  # a local QUIC error becomes visible once sent
+        return out
+
+    def ping(self) -> None:
+        """Queue a QUIC PING (keepalive; also probes a new path after migration)."""
+        if self._state != _CLOSED:
+            self._ping_uid += 1
+            self.quic.send_ping(self._ping_uid)
+
+    def close(self, code: QuicAppError = QuicAppError.NO_ERROR, reason: str = "") -> None:
+        """Close with one of our codes (idempotent); :class:`Closed` follows."""
+        if self._state == _CLOSED:
+            return
+        self.quic.close(int(code), reason)
+        self._set_closed(Closed(int(code), reason, by_peer=False, violation=False))
+
+    # --- messages ------------------------------------------------------------------------
+
+    def can_send(self, size: int) -> bool:
+        """Whether a message of ``size`` bytes fits our credit now."""
+        if self._state != _OPEN:
+            return False
+        if len(self._out) >= limits.QUIC_MAX_STREAMS:
+            return False
+        if not self.quic.can_open_stream():
+            self._stream_credit_wait = True
+            return False
+        if not self.confirmed and wire_size(size) > self._early_budget:
+            return False
+        if self.inflight_bytes + size > limits.QUIC_SEND_WINDOW:
+            return False
+        if size > limits.QUIC_SMALL_MESSAGE:
+            if (
+                self.inflight_bulk_streams
+                >= limits.QUIC_MAX_STREAMS - limits.QUIC_SMALL_STREAMS_RESERVE
+            ):
+                return False
+            if (
+                self.inflight_bulk_bytes + size
+                > limits.QUIC_SEND_WINDOW - limits.QUIC_SMALL_RESERVE
+            ):
+                return False
+        return True
+
+    def send_message(self, message: bytes) -> int:
+        """Open a stream for ``message`` and queue it; return the stream id.
+
+        The caller checked :meth:`can_send`. Small messages are handed to QUIC whole; larger
+        ones one chunk now and the rest as QUIC sends (:meth:`datagrams_to_send`).
+        """
+        if self._state != _OPEN:
+            raise RuntimeError("connection is not open")
+        if not self.can_send(len(message)):
+            raise RuntimeError("no credit for this message (check can_send first)")
+        assert self._send_keys is not None
+        sid = self.quic.next_bidi_stream_id()
+        sealer = MessageSealer(self._send_keys.cipher(sid), message)
+        bulk = sealer.size > limits.QUIC_SMALL_MESSAGE
+        out = _Outbound(sid, sealer, bulk)
+        self._out[sid] = out
+        if not self.confirmed:
+            self._early_budget -= wire_size(out.size)
+        self.inflight_bytes += out.size
+        if bulk:
+            self.inflight_bulk_bytes += out.size
+            self.inflight_bulk_streams += 1
+            # the length frame now: this opens the stream (the next id moves on)
+            self.quic.send_stream_data(sid, sealer.next_frames(1), False)
+            self._feeding.append(out)
+        else:
+            self.quic.send_stream_data(sid, sealer.seal_all(), True)
+            out.written = True
+            self._small_out += 1
+            self._small_written = bool(self._feeding)
+        self.stats["messages_out"] += 1
+        self.stats["bytes_out"] += out.size
+        return sid
+
+    def message_delivered(self, stream_id: int) -> None:
+        """The application handled the message of ``stream_id``: acknowledge it (FIN)."""
+        ib = self._in.pop(stream_id, None)
+        if ib is None or not ib.complete:
+            raise KeyError(f"no delivered message on stream {stream_id}")
+        self._recv_reserved -= ib.opener.claimed
+        if self._state != _CLOSED:
+            self.quic.send_stream_data(stream_id, b"", True)
+
+    def _feed_bulk(self, now: float) -> bool:
+        """Hand large messages to QUIC as the bulk window allows; True if anything was written.
+
+        Frames are sealed one chunk at a time and sliced to the window, so QUIC never holds
+        more bulk data than the path can take; a small message written meanwhile finds
+        nothing but this short queue ahead of it. While small messages of ours are waiting
+        for their acknowledgement (and shortly after), the window is the pacer's smaller
+        :meth:`~BulkPacer.yield_window`, so the queue in front of them stays shorter still.
+        """
+        self.bulk_ready = False
+        if not self._feeding or self._state != _OPEN:
+            self.pacer.idle()
+            return False
+        quic = self.quic
+        in_flight = quic.bytes_in_flight()
+        min_rtt = quic.min_rtt()
+        if self._small_out or now < self._yield_until:
+            window = self.pacer.yield_window(min_rtt)
+            self.pacer.idle()  # the rate we allow now is not the path's: take no sample
+        else:
+            self.pacer.sample(now, self._sent_bytes - in_flight, min_rtt)
+            window = self.pacer.window
+        budget = window - in_flight
+        for out in self._feeding:
+            budget -= quic.unsent_bytes(out.stream_id)
+        self.bulk_ready = budget > limits.QUIC_BULK_SLICE
+        budget = min(budget, limits.QUIC_BULK_SLICE)
+        wrote = False
+        feeding = self._feeding
+        while budget > 0 and feeding:
+            out = feeding[0]
+            if not out.pending:
+                out.pending = memoryview(out.sealer.next_frames(1))
+            piece = out.pending[:budget]
+            out.pending = out.pending[len(piece) :]
+            fin = out.sealer.done and not out.pending
+            quic.send_stream_data(out.stream_id, piece, fin)
+            budget -= len(piece)
+            wrote = True
+            if fin:
+                out.written = True
+                feeding.popleft()
+        return wrote
+
+    # --- event processing ----------------------------------------------------------------
+
+    def _process(self) -> None:
+        quic = self.quic
+        try:
+            while self._state != _CLOSED:
+                ev = quic.next_event()
+                if ev is None:
+                    break
+                t = type(ev)
+                if t is qb.StreamData:
+                    assert isinstance(ev, qb.StreamData)
+                    self._on_stream_data(ev.stream_id, ev.data, ev.end_stream)
+                elif t is qb.HandshakeCompleted:
+                    assert isinstance(ev, qb.HandshakeCompleted)
+                    self._on_quic_handshake(ev.alpn)
+                elif t is qb.CidIssued:
+                    assert isinstance(ev, qb.CidIssued)
+                    self._events.append(PathCidIssued(ev.cid))
+                elif t is qb.CidRetired:
+                    assert isinstance(ev, qb.CidRetired)
+                    self._events.append(PathCidRetired(ev.cid))
+                elif t is qb.StreamReset:
+                    assert isinstance(ev, qb.StreamReset)
+                    raise QuicProtocolError(
+                        QuicAppError.PROTOCOL_VIOLATION, f"stream {ev.stream_id} reset by peer"
+                    )
+                elif t is qb.StopSending:
+                    assert isinstance(ev, qb.StopSending)
+                    raise QuicProtocolError(
+                        QuicAppError.PROTOCOL_VIOLATION, f"STOP_SENDING on stream {ev.stream_id}"
+                    )
+                else:
+                    raise QuicProtocolError(QuicAppError.PROTOCOL_VIOLATION, "DATAGRAM frame")
+        except QuicProtocolError as e:
+            self._violation(e.code, e.reason)
+            return
+        except HandshakeError as e:
+            self._violation(QuicAppError.HANDSHAKE_FAILED, str(e))
+            return
+        if self._state != _CLOSED:
+            if self._stream_credit_wait and self.quic.can_open_stream():
+                self._stream_credit_wait = False
+                self._events.append(SendCredit())
+            self._check_termination()
+
+    def _violation(self, code: QuicAppError, reason: str) -> None:
+        if self._state == _CLOSED:
+            return
+        self.quic.close(int(code), reason)
+        self._set_closed(Closed(int(code), reason, by_peer=False, violation=True))
+
+    def _check_termination(self) -> None:
+        t = self.quic.termination()
+        if t is None:
+            return
+        if t.by_peer:
+            closed = Closed(t.error_code, t.reason, by_peer=True, violation=False)
+        elif t.frame_type is not None:  # our QUIC stack refused something the peer did
+            closed = Closed(t.error_code, f"QUIC: {t.reason}", by_peer=False, violation=True)
+        else:  # idle timeout, or a close that did not come through close()
+            closed = Closed(t.error_code, t.reason or "closed", by_peer=False, violation=False)
+        self._set_closed(closed)
+
+    def _set_closed(self, closed: Closed) -> None:
+        self._state = _CLOSED
+        self.closed = closed
+        self._in.clear()
+        self._early.clear()
+        self._feeding.clear()
+        self._events.append(closed)
+
+    # --- handshake -----------------------------------------------------------------------
+
+    def _on_quic_handshake(self, alpn: str | None) -> None:
+        if alpn != qb.ALPN:
+            raise QuicProtocolError(QuicAppError.HANDSHAKE_FAILED, f"ALPN {alpn!r}")
+        self._quic_ready = True
+        if self.is_client:
+            if self.quic.next_bidi_stream_id() != HANDSHAKE_STREAM:
+                raise RuntimeError("stream 0 already used")
+            self.quic.send_stream_data(
+                HANDSHAKE_STREAM, handshake_frame(self.hs.initial_message()), False
+            )
+
+    def _on_handshake_stream(self, data: bytes, fin: bool) -> None:
+        reader = self._hs_reader
+        try:
+            frames = reader.feed(data)
+        except FramingError as e:
+            raise QuicProtocolError(QuicAppError.HANDSHAKE_FAILED, str(e)) from None
+        if reader.done and reader.buffered:
+            raise QuicProtocolError(QuicAppError.PROTOCOL_VIOLATION, "bytes after the handshake")
+        for frame in frames:
+            self._handshake_message(frame)
+        if fin:
+            if not reader.done:
+                raise QuicProtocolError(
+                    QuicAppError.HANDSHAKE_FAILED, "handshake stream ended early"
+                )
+            if self.is_client and not self.confirmed:
+                # The responder ends stream 0 only once it has verified our identity.
+                self.confirmed = True
+                self._events.append(SendCredit())
+
+    def _handshake_message(self, message: bytes) -> None:
+        hs = self.hs
+        if self.is_client:
+            if not self._quic_ready:
+                raise QuicProtocolError(QuicAppError.HANDSHAKE_FAILED, "handshake out of order")
+            reply = hs.receive(message)
+            assert reply is not None
+            self.quic.send_stream_data(HANDSHAKE_STREAM, handshake_frame(reply), True)
+            self._complete()
+        elif not self._hs_sent_reply:
+            reply = hs.receive(message)
+            assert reply is not None
+            self.quic.send_stream_data(HANDSHAKE_STREAM, handshake_frame(reply), False)
+            self._hs_sent_reply = True
+        else:
+            hs.receive(message)
+            self._complete()
+            # FIN on our half of stream 0: tells the initiator we verified it (confirmation)
+            self.quic.send_stream_data(HANDSHAKE_STREAM, b"", True)
+            self.confirmed = True
+
+    def _complete(self) -> None:
+        hs = self.hs
+        if not hs.complete or hs.peer_name is None:
+            raise QuicProtocolError(QuicAppError.HANDSHAKE_FAILED, "handshake incomplete")
+        send, recv = hs.split()
+        h = hs.handshake_hash
+        out_dir, in_dir = (DIR_I2R, DIR_R2I) if self.is_client else (DIR_R2I, DIR_I2R)
+        self._send_keys = DirectionKeys(send.export_key(), h, out_dir)
+        self._recv_keys = DirectionKeys(recv.export_key(), h, in_dir)
+        self.peer_name = hs.peer_name
+        self._state = _OPEN
+        self._events.append(HandshakeDone(hs.peer_name))
+        early, self._early = self._early, []
+        self._early_bytes = 0
+        for sid, data, fin in early:
+            self._on_stream_data(sid, data, fin)
+
+    # --- streams -------------------------------------------------------------------------
+
+    def _on_stream_data(self, sid: int, data: bytes, fin: bool) -> None:
+        if sid == HANDSHAKE_STREAM:
+            self._on_handshake_stream(data, fin)
+            return
+        if sid & 2:
+            raise QuicProtocolError(QuicAppError.PROTOCOL_VIOLATION, f"unidirectional stream {sid}")
+        if (sid & 1) == (0 if self.is_client else 1):
+            self._on_return_half(sid, data, fin)
+            return
+        if self._state != _OPEN:
+            self._on_early(sid, data, fin)
+            return
+        ib = self._in.get(sid)
+        if ib is None:
+            if len(self._in) >= limits.QUIC_MAX_STREAMS:
+                raise QuicProtocolError(
+                    QuicAppError.LIMIT_EXCEEDED,
+                    f"more than {limits.QUIC_MAX_STREAMS} message streams open",
+                )
+            assert self._recv_keys is not None
+            ib = _Inbound(MessageOpener(self._recv_keys.cipher(sid), on_claim=self._claim))
+            self._in[sid] = ib
+        elif ib.complete:
+            raise QuicProtocolError(QuicAppError.PROTOCOL_VIOLATION, "data after the message")
+        message = ib.opener.feed(data, fin)
+        if message is not None:
+            ib.complete = True
+            self.stats["messages_in"] += 1
+            self.stats["bytes_in"] += len(message)
+            self._events.append(MessageReceived(sid, message))
+
+    def _claim(self, size: int) -> None:
+        if self._recv_reserved + size > limits.QUIC_SEND_WINDOW:
+            raise QuicProtocolError(
+                QuicAppError.LIMIT_EXCEEDED,
+                f"{self._recv_reserved + size} bytes of undelivered messages "
+                f"(window {limits.QUIC_SEND_WINDOW})",
+            )
+        self._recv_reserved += size
+
+    def _on_return_half(self, sid: int, data: bytes, fin: bool) -> None:
+        """The peer's half of a stream we opened: empty, then FIN once it delivered."""
+        out = self._out.get(sid)
+        if data:
+            raise QuicProtocolError(
+                QuicAppError.PROTOCOL_VIOLATION, f"data on the return half of stream {sid}"
+            )
+        if not fin:
+            return
+        if out is None or not out.written:
+            raise QuicProtocolError(
+                QuicAppError.PROTOCOL_VIOLATION, f"acknowledgement for stream {sid} unsent"
+            )
+        del self._out[sid]
+        self.inflight_bytes -= out.size
+        if out.bulk:
+            self.inflight_bulk_bytes -= out.size
+            self.inflight_bulk_streams -= 1
+        else:
+            self._small_out -= 1
+            self._small_acked = True
+        self._events.append(SendCredit())
+
+    def _on_early(self, sid: int, data: bytes, fin: bool) -> None:
+        """Application data before our handshake completed."""
+        if self.is_client or not self._hs_sent_reply:
+            # The peer cannot have completed its handshake yet: it skipped it.
+            raise QuicProtocolError(
+                QuicAppError.EARLY_DATA, f"stream {sid} before the Noise handshake"
+            )
+        self._early_bytes += max(len(data), 1)  # an empty FIN counts too
+        if self._early_bytes > limits.QUIC_EARLY_DATA_MAX:
+            raise QuicProtocolError(
+                QuicAppError.EARLY_DATA,
+                f"more than {limits.QUIC_EARLY_DATA_MAX} bytes before the handshake completed",
+            )
+        self._early.append((sid, data, fin))

@@ -1,0 +1,165 @@
+"""The indirect node role: a node whose HNS record lists routers instead of an address.
+
+- It keeps a session to each of its routers, opened with ``proxy_request = true`` so the
+  router routes for it; a router without one is redialled every ``reconnect_interval``
+  (reference: ``net/indirect.rs`` ``maintain_routers``, every 4 s).
+- On ``NetAction::ConnectionRequest(from)`` from one of *its* routers, it opens a new
+  connection to that router, sends a RoutingRequest (source = itself, target = ``from``) and
+  runs the Noise responder handshake on it; the session becomes its session with ``from``
+  (reference: ``net/mod.rs`` ``handle_remote_request``, ``tcp::recv_via_router``).
+  It answers the router with ``NetResponse::Accepted(from)`` once the session is up, or
+  ``Rejected(from)`` if it cannot open it (``from`` unknown, router unreachable, handshake
+  failed). The reference sends no response at all, and its router ignores everything but
+  ``Rejected``, on which it drops the pending socket; ours does the same.
+
+It does not listen: its record has no address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hnet import limits
+from hnet.core.handshake import KeyLookup
+from hnet.core.wire import Accepted, KernelMessage, NetResponse, Rejected
+from hnet.log import get_logger
+from hnet.net.peers import DialError, PeerManager, failure_reason
+from hnet.net.routed import ATTEMPT_ERRORS, RecordLookup, accept_via_router
+from hnet.supervisor import Supervisor
+from hnet.transport.session import Session
+
+log = get_logger("indirect")
+
+__all__ = ["IndirectRole"]
+
+Respond = Callable[[KernelMessage, NetResponse], Coroutine[Any, Any, None]]
+
+
+class IndirectRole:
+    def __init__(
+        self,
+        *,
+        our_name: str,
+        routers: Sequence[str],
+        key: Ed25519PrivateKey,
+        record: RecordLookup,
+        lookup: KeyLookup,
+        peers: PeerManager,
+        dial_router: Callable[[str], Awaitable[Session]],
+        respond: Respond,
+        reconnect_interval: float = limits.ROUTER_RECONNECT_INTERVAL,
+        handshake_timeout: float = limits.HANDSHAKE_TIMEOUT,
+        max_answering: int = limits.MAX_PENDING_HANDSHAKES,
+    ) -> None:
+        self.our_name = our_name
+        self.routers = tuple(routers)
+        self._key = key
+        self._record = record
+        self._lookup = lookup
+        self._peers = peers
+        self._dial_router = dial_router
+        self._respond = respond
+        self.reconnect_interval = reconnect_interval
+        self.handshake_timeout = handshake_timeout
+        self._max_answering = max_answering
+        self._answering = 0
+        self._sup = Supervisor(f"indirect {our_name}")
+        #: last dial failure per router, logged when it changes (not every round)
+        self._failure: dict[str, str | None] = {}
+        self.stats = {"accepted": 0, "rejected": 0}
+
+    # --- sessions to our routers --------------------------------------------------------------
+
+    def start(self) -> None:
+        for router in self.routers:
+            if router == self.our_name:
+                continue
+            self._sup.spawn(self._maintain(router), name=f"router {router}")
+
+    def is_router(self, name: str) -> bool:
+        return name in self.routers
+
+    def connected(self, router: str) -> bool:
+        """We hold a session to ``router`` that we opened (so with ``proxy_request``)."""
+        s = self._peers.session(router)
+        return s is not None and not s.closed and s.initiator
+
+    async def _maintain(self, router: str) -> None:
+        while True:
+            if not self.connected(router):
+                await self._connect(router)
+            await asyncio.sleep(self.reconnect_interval)
+
+    async def _connect(self, router: str) -> None:
+        try:
+            session = await self._dial_router(router)
+        except DialError as e:
+            if self._failure.get(router) != str(e):
+                log.info("router unreachable; retrying", router=router, reason=str(e))
+            self._failure[router] = str(e)
+            return
+        self._failure[router] = None
+        self._peers.adopt(session)
+        log.info("connected to router", router=router, transport=session.transport)
+
+    # --- ConnectionRequest from a router ------------------------------------------------------
+
+    def on_connection_request(self, km: KernelMessage, source: str) -> bool:
+        """``km`` carries ``ConnectionRequest(source)``; False if it is not from one of our
+        routers (the caller ignores it), True once it is handled (answered now or later)."""
+        router = km.source.node
+        if not self.is_router(router):
+            return False
+        reason = None
+        if source == self.our_name or self._lookup(source) is None:
+            reason = f"{source!r}: not in HNS" if source != self.our_name else "that is us"
+        elif self._answering >= self._max_answering:
+            reason = "too many routed connections opening"
+        if reason is not None:
+            log.info("ConnectionRequest rejected", router=router, source=source, reason=reason)
+            self.stats["rejected"] += 1
+            self._sup.spawn(self._respond(km, Rejected(source)), name="reject")
+            return True
+        self._answering += 1
+        self._sup.spawn(self._answer(km, router, source), name=f"routed {source}")
+        return True
+
+    async def _answer(self, km: KernelMessage, router: str, source: str) -> None:
+        try:
+            session = await accept_via_router(
+                source,
+                router,
+                our_name=self.our_name,
+                key=self._key,
+                record=self._record,
+                lookup=self._lookup,
+                timeout=self.handshake_timeout,
+            )
+        except (DialError, *ATTEMPT_ERRORS) as e:
+            log.info(
+                "routed connection failed", router=router, source=source, reason=failure_reason(e)
+            )
+            self.stats["rejected"] += 1
+            await self._respond(km, Rejected(source))
+            return
+        finally:
+            self._answering -= 1
+        self.stats["accepted"] += 1
+        self._peers.note_routed(session, router)
+        self._peers.attach(session)
+        await self._respond(km, Accepted(source))
+
+    def describe(self) -> str:
+        up = [r for r in self.routers if self.connected(r)]
+        return (
+            f"indirect: routers {', '.join(self.routers)} (connected: {', '.join(up) or 'none'}); "
+            f"routed connections accepted {self.stats['accepted']}, "
+            f"rejected {self.stats['rejected']}"
+        )
+
+    async def aclose(self) -> None:
+        await self._sup.aclose()

@@ -1,0 +1,77 @@
+"""Outstanding requests of local callers: ids, deadlines and their outcome.
+
+A request either gets its response (matched by id and by the node it was sent to) or its
+sender is told why not: ``SendFailed`` with Offline or Timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+
+from hnet.core.wire import KernelMessage, SendErrorKind
+
+
+class SendFailed(Exception):
+    def __init__(self, kind: SendErrorKind, reason: str) -> None:
+        super().__init__(f"{kind.value}: {reason}")
+        self.kind = kind
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Reply:
+    message: KernelMessage
+    via: str | None
+    rtt: float
+
+
+@dataclass
+class _Pending:
+    target_node: str
+    sent_at: float
+    future: asyncio.Future[Reply]
+
+
+class RequestTracker:
+    def __init__(self, max_pending: int = 65_536) -> None:
+        self._pending: dict[int, _Pending] = {}
+        self._max = max_pending
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def open(self, target_node: str) -> tuple[int, asyncio.Future[Reply]]:
+        if len(self._pending) >= self._max:
+            raise SendFailed(SendErrorKind.OFFLINE, "too many outstanding requests")
+        while True:
+            rid = secrets.randbits(64)
+            if rid not in self._pending:
+                break
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = _Pending(target_node, time.perf_counter(), fut)
+        return rid, fut
+
+    def close(self, rid: int) -> None:
+        self._pending.pop(rid, None)
+
+    def resolve(self, km: KernelMessage, via: str | None) -> bool:
+        """Deliver a response; False if nothing waits for it."""
+        p = self._pending.get(km.id)
+        if p is None or p.target_node != km.source.node or p.future.done():
+            return False
+        p.future.set_result(Reply(km, via, time.perf_counter() - p.sent_at))
+        return True
+
+    def fail(self, rid: int, kind: SendErrorKind, reason: str) -> bool:
+        p = self._pending.get(rid)
+        if p is None or p.future.done():
+            return False
+        p.future.set_exception(SendFailed(kind, reason))
+        return True
+
+    def fail_all(self, reason: str) -> None:
+        for rid in list(self._pending):
+            self.fail(rid, SendErrorKind.OFFLINE, reason)

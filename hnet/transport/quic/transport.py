@@ -1,0 +1,656 @@
+"""QUIC transport: the asyncio adapter yielding :class:`QuicSession` (docs/quic.md).
+
+``connect`` dials; :class:`QuicListener` accepts. Both drive a sans-I/O
+:class:`~hnet.core.quic.connection.NoiseQuicConnection` over a
+:class:`~hnet.transport.quic.udp.UdpSocket`:
+datagrams in, datagrams out, one timer per connection. Nothing here is a background task: the
+socket's reader callback, loop timers and the session's own ``send``/``run`` do all the work, so
+there is nothing to forget or cancel.
+
+A client owns its socket (so :meth:`QuicSession.rebind` can move it to a new one); a listener
+has one socket for all its connections and routes datagrams by connection ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections import deque
+from collections.abc import Callable
+
+from hnet import limits
+from hnet.core.framing.errors import FramingError
+from hnet.core.handshake import HandshakeError, PeerHandshake
+from hnet.core.quic import backend as qb
+from hnet.core.quic.connection import (
+    Closed,
+    HandshakeDone,
+    MessageReceived,
+    NoiseQuicConnection,
+    PathCidIssued,
+    PathCidRetired,
+    SendCredit,
+)
+from hnet.core.quic.errors import QuicAppError
+from hnet.core.quic.retry import RetryTokens
+from hnet.log import get_logger
+from hnet.transport.quic.udp import UdpSocket, bind_udp
+from hnet.transport.session import Deliver, IdleWatchdog, Session, SessionClosed, SessionError
+
+__all__ = ["QuicListener", "QuicSession", "connect"]
+
+log = get_logger("quic")
+
+
+def _format_addr(addr: qb.Addr | None) -> str:
+    if addr is None:
+        return "?"
+    host = str(addr[0])
+    if host.startswith("::ffff:"):
+        host = host[7:]
+    return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+
+
+def _code_name(code: int) -> str:
+    try:
+        return QuicAppError(code).name
+    except ValueError:
+        return f"0x{code:x}"
+
+
+class _Driver:
+    """Moves one connection's datagrams and timers; holds what the session reads."""
+
+    def __init__(self, core: NoiseQuicConnection, send: Callable[[bytes, qb.Addr], None]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.core = core
+        self.send = send
+        self.remote: qb.Addr | None = None
+        self.session: QuicSession | None = None
+        self.inbox: deque[MessageReceived] = deque()
+        self.settled = asyncio.Event()  # handshake done or failed
+        self._wake_inbox = asyncio.Event()
+        self._wake_credit = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._torn_down = False
+        # hooks for the owner (listener or client)
+        self.on_handshake: Callable[[_Driver], None] = lambda d: None
+        self.on_cid_issued: Callable[[_Driver, bytes], None] = lambda d, c: None
+        self.on_cid_retired: Callable[[_Driver, bytes], None] = lambda d, c: None
+        self.on_teardown: Callable[[_Driver], None] = lambda d: None
+
+    # --- datagrams and timers ------------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: qb.Addr) -> None:
+        """Feed one datagram; the owner calls :meth:`flush` after the burst."""
+        if self._torn_down:
+            return
+        try:
+            self.core.receive_datagram(data, addr, self.loop.time())
+            self._dispatch()
+        except Exception as e:
+            self._crash(e)
+
+    def _crash(self, e: Exception) -> None:
+        """Something raised inside this connection: close it alone, keep the others going."""
+        log.error("quic connection failed", remote=_format_addr(self.remote), error=repr(e))
+        with contextlib.suppress(Exception):  # if QUIC itself is broken, just drop it
+            self.core.close(QuicAppError.INTERNAL_ERROR, "internal error")
+            for data, addr in self.core.quic.datagrams_to_send(self.loop.time()):
+                self.send(data, addr)
+        if self.session is not None:
+            self.session.on_closed(
+                Closed(int(QuicAppError.INTERNAL_ERROR), f"internal error: {e!r}", False, False)
+            )
+        self._teardown()
+
+    def flush(self) -> None:
+        """Send what the connection has to send, re-arm its timer, tear down once closed."""
+        if self._torn_down:
+            return
+        try:
+            self._flush()
+        except Exception as e:
+            self._crash(e)
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        send = self.send
+        addr = None
+        for data, addr in self.core.datagrams_to_send(self.loop.time()):
+            send(data, addr)
+        if addr is not None and addr != self.remote:
+            self.remote = addr
+            if self.session is not None:
+                self.session.remote = _format_addr(addr)
+        self._dispatch()
+        if self.core.is_closed:
+            self._teardown()
+            return
+        if self.core.bulk_ready:
+            self.flush_soon()  # more bulk to send: after whatever else is ready
+        timer_at = self.core.get_timer()
+        if self._timer is not None and self._timer_at != timer_at:
+            self._timer.cancel()
+            self._timer = None
+        if self._timer is None and timer_at is not None:
+            self._timer = self.loop.call_at(timer_at, self._on_timer)
+        self._timer_at = timer_at
+
+    def flush_soon(self) -> None:
+        """Flush on the next loop iteration (coalesces writes of concurrent senders)."""
+        if self._torn_down:
+            return
+        if isinstance(self._flush_handle, asyncio.TimerHandle):
+            self._flush_handle.cancel()  # a delayed flush: make it sooner
+            self._flush_handle = None
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self.flush)
+
+    def flush_later(self) -> None:
+        """Flush within QUIC_ACK_DELAY unless something flushes sooner: acknowledgements
+        (FINs) then ride along with the next message instead of taking a datagram each."""
+        if self._flush_handle is None and not self._torn_down:
+            self._flush_handle = self.loop.call_later(limits.QUIC_ACK_DELAY, self.flush)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self._torn_down:
+            return
+        try:
+            self.core.handle_timer(self.loop.time())
+            self._dispatch()
+        except Exception as e:
+            self._crash(e)
+            return
+        self.flush()
+
+    def _on_keepalive(self) -> None:
+        self._keepalive = None
+        if self._torn_down or not self.core.is_open:
+            return
+        try:
+            self.core.ping()
+        except Exception as e:
+            self._crash(e)
+            return
+        self.flush()
+        self._keepalive = self.loop.call_later(limits.QUIC_KEEPALIVE_INTERVAL, self._on_keepalive)
+
+    # --- events --------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        core = self.core
+        while (ev := core.next_event()) is not None:
+            if isinstance(ev, MessageReceived):
+                self.inbox.append(ev)
+                self._wake_inbox.set()
+                if self.session is not None:
+                    self.session.touch()
+            elif isinstance(ev, SendCredit):
+                self._wake_credit.set()
+            elif isinstance(ev, HandshakeDone):
+                self.settled.set()
+                self._keepalive = self.loop.call_later(
+                    limits.QUIC_KEEPALIVE_INTERVAL, self._on_keepalive
+                )
+                self.on_handshake(self)
+            elif isinstance(ev, Closed):
+                self.settled.set()
+                self._wake_inbox.set()
+                self._wake_credit.set()
+                if self.session is not None:
+                    self.session.on_closed(ev)
+                self.flush_soon()  # send the CONNECTION_CLOSE, then tear down
+            elif isinstance(ev, PathCidIssued):
+                self.on_cid_issued(self, ev.cid)
+            elif isinstance(ev, PathCidRetired):
+                self.on_cid_retired(self, ev.cid)
+
+    def close(self, code: QuicAppError, reason: str) -> None:
+        """Close now: queue CONNECTION_CLOSE, send it, release everything."""
+        if self._torn_down:
+            return
+        self.core.close(code, reason)
+        self._dispatch()
+        self.flush()
+
+    def _teardown(self) -> None:
+        if self._torn_down:
+            return
+        self._torn_down = True
+        for handle in (self._timer, self._flush_handle, self._keepalive):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._flush_handle = self._keepalive = None
+        self._wake_inbox.set()
+        self._wake_credit.set()
+        self.settled.set()
+        self.on_teardown(self)
+
+    # --- what the session awaits ---------------------------------------------------------
+
+    async def wait_inbox(self) -> None:
+        while not self.inbox and not self.core.is_closed:
+            self._wake_inbox.clear()
+            await self._wake_inbox.wait()
+
+    async def wait_credit(self) -> None:
+        self._wake_credit.clear()
+        await self._wake_credit.wait()
+
+
+class QuicSession(Session):
+    """An authenticated Noise session over one QUIC connection.
+
+    Each message travels on its own QUIC stream, so a large message never delays a small one;
+    messages on different streams may therefore be delivered in a different order than they
+    were sent (no ordering is promised across messages). ``send`` returns once the message is
+    handed to QUIC within our credit; the credit comes back when the peer has *delivered* it,
+    so a slow receiver slows its senders down (real backpressure, end to end).
+    """
+
+    transport = "quic"
+
+    def __init__(
+        self,
+        driver: _Driver,
+        *,
+        peer_name: str,
+        initiator: bool,
+        proxy_request: bool,
+        udp: UdpSocket | None = None,
+    ) -> None:
+        super().__init__(
+            peer_name=peer_name,
+            initiator=initiator,
+            proxy_request=proxy_request,
+            remote=_format_addr(driver.remote),
+        )
+        self._drv = driver
+        self._udp = udp  # client only: the socket we own (rebind replaces it)
+        self.violation: str | None = None
+        driver.session = self
+        if driver.core.closed is not None:
+            self.on_closed(driver.core.closed)
+
+    @property
+    def backend(self) -> str:
+        return self._drv.core.quic.backend
+
+    @property
+    def remote_address(self) -> qb.Addr | None:
+        """Where we currently send (changes when the peer migrates)."""
+        return self._drv.remote
+
+    @property
+    def local_address(self) -> qb.Addr | None:
+        """Our UDP address (client sessions)."""
+        return self._udp.local_address if self._udp is not None else None
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(self._drv.core.stats)
+
+    def on_closed(self, ev: Closed) -> None:
+        """Called by the driver when the connection closes, however it happens."""
+        if ev.violation:
+            self.violation = f"{_code_name(ev.code)}: {ev.reason}"
+        if not self.closed:
+            self.closed = True
+            if ev.by_peer:
+                self.close_reason = f"closed by peer ({_code_name(ev.code)}: {ev.reason})"
+            else:
+                self.close_reason = ev.reason or _code_name(ev.code)
+
+    async def send(self, message: bytes) -> None:
+        n = len(message)
+        if not 0 < n <= limits.MESSAGE_MAX_SIZE:
+            raise FramingError(f"message of {n} bytes (must be 1..{limits.MESSAGE_MAX_SIZE})")
+        core = self._drv.core
+        while not core.can_send(n):
+            if self.closed or core.is_closed:
+                raise SessionClosed(self.close_reason or "closed")
+            await self._drv.wait_credit()
+        if self.closed:
+            raise SessionClosed(self.close_reason or "closed")
+        core.send_message(message)
+        self.messages_out += 1
+        self.touch()
+        self._drv.flush_soon()
+
+    async def run(self, deliver: Deliver, idle_timeout: float) -> None:
+        """Deliver messages until the session closes (return) or the peer breaks the protocol
+        (:class:`SessionError`). Each message is acknowledged to its sender (its credit
+        returned) only once ``deliver`` has returned: a slow ``deliver`` slows the sender."""
+        drv = self._drv
+        watchdog = IdleWatchdog(self, idle_timeout)
+        try:
+            while True:
+                if not drv.inbox:
+                    if self.closed:
+                        break
+                    await drv.wait_inbox()
+                    if not drv.inbox:
+                        break  # closed
+                if self.violation is not None:
+                    break  # never deliver after a protocol violation
+                ev = drv.inbox.popleft()
+                self.messages_in += 1
+                await deliver(self, ev.data)
+                if not drv.core.is_closed:
+                    drv.core.message_delivered(ev.stream_id)
+                    drv.flush_later()
+            if self.violation is not None:
+                raise SessionError(self.violation)
+        finally:
+            watchdog.cancel()
+            self.abort(self.close_reason or "done")
+
+    def abort(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_reason = reason
+        self._drv.close(QuicAppError.NO_ERROR, reason)
+
+    def rebind(self) -> qb.Addr:
+        """Client only: move the connection to a new UDP socket (new local port).
+
+        The peer sees the connection arrive from a new address; QUIC validates the new path
+        and carries on (RFC 9000 §9). Returns the new local address. For tests and for hosts
+        whose address changed.
+        """
+        old = self._udp
+        if old is None or not self.initiator:
+            raise RuntimeError("only a client session can rebind")
+        if self.closed:
+            raise SessionClosed(self.close_reason or "closed")
+        host = old.local_address[0]
+        drv = self._drv
+        new = UdpSocket(bind_udp(host, 0, old.family), drv.datagram_received, drv.flush)
+        drv.send = new.sendto
+        drv.on_teardown = lambda d: new.close()
+        self._udp = new
+        old.close()
+        # A fresh connection ID on the new path (RFC 9000 §9.5), then a probe to move now.
+        drv.core.quic.change_connection_id()
+        drv.core.ping()
+        drv.flush()
+        return new.local_address
+
+
+def _handshake_exception(closed: Closed | None, who: str) -> Exception:
+    if closed is None:
+        return SessionError(f"{who}: connection closed during handshake")
+    name = _code_name(closed.code)
+    if closed.code == QuicAppError.HANDSHAKE_FAILED:
+        return HandshakeError(f"{who}: {closed.reason}" if closed.by_peer else closed.reason)
+    if closed.by_peer:
+        return SessionError(f"{who} closed the connection in handshake ({name}: {closed.reason})")
+    return SessionError(f"handshake failed ({name}: {closed.reason})")
+
+
+async def connect(
+    host: str, port: int, hs: PeerHandshake, *, backend: str | None = None
+) -> QuicSession:
+    """Dial ``host:port`` over QUIC, run the initiator handshake, return the session.
+
+    The caller bounds the time (``asyncio.timeout``); on cancellation or failure the
+    connection is closed and its socket released. Raises :class:`HandshakeError` when an
+    identity check fails (either side), :class:`SessionError` for other failures.
+    """
+    if not hs.initiator:
+        raise ValueError("connect needs an initiator handshake")
+    be = qb.get_backend(backend)
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise OSError(f"cannot resolve {host}")
+    family, _, _, _, addr = infos[0]
+    bind_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
+    core = NoiseQuicConnection(be.client(), hs)
+    drv = _Driver(core, lambda data, a: None)
+    udp = UdpSocket(bind_udp(bind_host, 0, family), drv.datagram_received, drv.flush)
+    drv.send = udp.sendto
+    drv.on_teardown = lambda d: udp.close()
+    drv.remote = addr
+    try:
+        core.connect(addr, loop.time())
+        drv.flush()
+        await drv.settled.wait()
+        if not core.is_open or core.peer_name is None:
+            raise _handshake_exception(core.closed, _format_addr(addr))
+    except BaseException as e:
+        code = (
+            QuicAppError.HANDSHAKE_FAILED
+            if isinstance(e, HandshakeError)
+            else QuicAppError.HANDSHAKE_TIMEOUT
+        )
+        drv.close(code, "handshake abandoned")
+        udp.close()
+        raise
+    return QuicSession(drv, peer_name=core.peer_name, initiator=True, proxy_request=False, udp=udp)
+
+
+class QuicListener:
+    """Accepts QUIC connections on one UDP socket and yields authenticated sessions.
+
+    Pre-authentication work is bounded: at most ``max_pending`` connections in handshake
+    (further Initials are dropped), at most ``max_connections`` in all, each handshake (QUIC +
+    Noise) within ``handshake_timeout``. Past ``retry_threshold`` pending handshakes a new
+    client must first echo a Retry token (address validation, RFC 9000 §8.1.2); 0 means
+    always. QUIC's anti-amplification limit stays on in every case.
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: str | None = None,
+        retry_threshold: int = limits.QUIC_RETRY_THRESHOLD,
+        max_pending: int = limits.QUIC_MAX_PENDING_HANDSHAKES,
+        max_connections: int = limits.QUIC_MAX_CONNECTIONS,
+    ) -> None:
+        self._backend = qb.get_backend(backend)
+        self.retry_threshold = retry_threshold
+        self.max_pending = max_pending
+        self.max_connections = max_connections
+        self._tokens = RetryTokens()
+        self._udp: UdpSocket | None = None
+        self._by_cid: dict[bytes, _Driver] = {}
+        self._drivers: set[_Driver] = set()
+        self._pending: dict[_Driver, asyncio.TimerHandle] = {}
+        self._dirty: set[_Driver] = set()
+        self._make_responder: Callable[[], PeerHandshake] | None = None
+        self._on_session: Callable[[QuicSession], None] = lambda s: None
+        self._handshake_timeout = limits.HANDSHAKE_TIMEOUT
+        self.stats: dict[str, int] = {
+            "accepted": 0,
+            "handshake_failures": 0,
+            "handshake_timeouts": 0,
+            "retries_sent": 0,
+            "busy_drops": 0,
+            "version_negotiations": 0,
+        }
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    @property
+    def address(self) -> qb.Addr:
+        if self._udp is None:
+            raise RuntimeError("listener not started")
+        return self._udp.local_address
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def connections(self) -> int:
+        return len(self._drivers)
+
+    async def start(
+        self,
+        host: str,
+        port: int,
+        *,
+        make_responder: Callable[[], PeerHandshake],
+        on_session: Callable[[QuicSession], None],
+        handshake_timeout: float = limits.HANDSHAKE_TIMEOUT,
+    ) -> None:
+        """Bind ``host:port`` (0: any free port, see :attr:`address`) and start accepting."""
+        if self._udp is not None:
+            raise RuntimeError("listener already started")
+        self._make_responder = make_responder
+        self._on_session = on_session
+        self._handshake_timeout = handshake_timeout
+        self._udp = UdpSocket(bind_udp(host, port), self._datagram, self._flush_dirty)
+
+    def close(self) -> None:
+        """Close every connection (CONNECTION_CLOSE, code NO_ERROR) and the socket."""
+        for drv in list(self._drivers):
+            if drv.session is not None:
+                drv.session.abort("listener closed")
+            else:
+                drv.close(QuicAppError.NO_ERROR, "listener closed")
+        if self._udp is not None:
+            self._udp.close()
+
+    # --- datagrams -----------------------------------------------------------------------
+
+    def _flush_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for drv in dirty:
+            drv.flush()
+
+    def _datagram(self, data: bytes, addr: qb.Addr) -> None:
+        be = self._backend
+        header = be.parse_header(data)
+        if header is None:
+            return
+        drv = self._by_cid.get(header.destination_cid)
+        if drv is not None:
+            drv.datagram_received(data, addr)
+            self._dirty.add(drv)
+            return
+        if not header.is_long or len(data) < qb.MIN_INITIAL_SIZE:
+            return  # unknown connection; and never answer small datagrams (amplification)
+        assert self._udp is not None
+        if header.version not in be.supported_versions:
+            self.stats["version_negotiations"] += 1
+            self._udp.sendto(
+                be.encode_version_negotiation(header.destination_cid, header.source_cid), addr
+            )
+            return
+        if not header.is_initial:
+            return
+        self._new_connection(header, data, addr)
+
+    def _new_connection(self, header: qb.Header, data: bytes, addr: qb.Addr) -> None:
+        assert self._udp is not None and self._make_responder is not None
+        be = self._backend
+        if len(self._pending) >= self.max_pending or len(self._drivers) >= self.max_connections:
+            self.stats["busy_drops"] += 1
+            return
+        now = asyncio.get_running_loop().time()
+        original_dcid = header.destination_cid
+        retry_scid: bytes | None = None
+        if header.token:
+            valid = self._tokens.validate(header.token, addr, header.destination_cid, now)
+            if valid is not None:
+                original_dcid, retry_scid = valid
+        if retry_scid is None and len(self._pending) >= self.retry_threshold:
+            scid = os.urandom(qb.CID_LENGTH)
+            assert header.version is not None
+            self._udp.sendto(
+                be.encode_retry(
+                    header.version,
+                    scid,
+                    header.source_cid,
+                    header.destination_cid,
+                    self._tokens.create(addr, header.destination_cid, scid, now),
+                ),
+                addr,
+            )
+            self.stats["retries_sent"] += 1
+            return
+        try:
+            responder = self._make_responder()
+        except Exception as e:
+            log.error("cannot make a responder handshake", error=repr(e))
+            return
+        core = NoiseQuicConnection(be.server(original_dcid, retry_scid), responder)
+        drv = _Driver(core, self._udp.sendto)
+        drv.remote = addr
+        drv.on_handshake = self._handshake_done
+        drv.on_cid_issued = self._cid_issued
+        drv.on_cid_retired = self._cid_retired
+        drv.on_teardown = self._forget
+        self._drivers.add(drv)
+        self._by_cid[header.destination_cid] = drv
+        self._by_cid[core.quic.host_cid] = drv
+        self._pending[drv] = asyncio.get_running_loop().call_later(
+            self._handshake_timeout, self._handshake_expired, drv
+        )
+        drv.datagram_received(data, addr)
+        self._dirty.add(drv)
+
+    # --- connection lifecycle ------------------------------------------------------------
+
+    def _cid_issued(self, drv: _Driver, cid: bytes) -> None:
+        self._by_cid[cid] = drv
+
+    def _cid_retired(self, drv: _Driver, cid: bytes) -> None:
+        if self._by_cid.get(cid) is drv:
+            del self._by_cid[cid]
+
+    def _handshake_expired(self, drv: _Driver) -> None:
+        if self._pending.pop(drv, None) is None:
+            return
+        self.stats["handshake_timeouts"] += 1
+        log.info("quic handshake timed out", remote=_format_addr(drv.remote))
+        drv.close(QuicAppError.HANDSHAKE_TIMEOUT, "handshake timed out")
+
+    def _handshake_done(self, drv: _Driver) -> None:
+        timer = self._pending.pop(drv, None)
+        if timer is not None:
+            timer.cancel()
+        core = drv.core
+        assert core.peer_name is not None
+        session = QuicSession(
+            drv,
+            peer_name=core.peer_name,
+            initiator=False,
+            proxy_request=core.hs.peer_proxy_request,
+        )
+        self.stats["accepted"] += 1
+        try:
+            self._on_session(session)
+        except Exception as e:
+            log.error("on_session failed", peer=core.peer_name, error=repr(e))
+            session.abort("not accepted")
+
+    def _forget(self, drv: _Driver) -> None:
+        timer = self._pending.pop(drv, None)
+        if timer is not None:
+            timer.cancel()
+            self.stats["handshake_failures"] += 1
+            closed = drv.core.closed
+            log.info(
+                "inbound quic handshake failed",
+                remote=_format_addr(drv.remote),
+                reason=closed.reason if closed else "?",
+            )
+        self._drivers.discard(drv)
+        self._dirty.discard(drv)
+        for cid in [c for c, d in self._by_cid.items() if d is drv]:
+            del self._by_cid[cid]
