@@ -16,6 +16,7 @@ from pathlib import Path
 from hnet.core.wire import DECODERS, ENCODERS, CodecError
 
 __all__ = [
+    "REPO_VECTORS",
     "VECTOR_FILE_NAME",
     "VectorReport",
     "check_vector_file",
@@ -25,6 +26,8 @@ __all__ = [
 ]
 
 VECTOR_FILE_NAME = "hyperware-msgpack-vectors.tsv"
+#: ``interop-tests/vectors/`` of the repository this module belongs to
+REPO_VECTORS = Path(__file__).resolve().parent.parent / "interop-tests" / "vectors"
 
 
 @dataclass(slots=True)
@@ -125,17 +128,21 @@ def format_report(report: VectorReport) -> list[str]:
     return lines
 
 
-def find_vector_file() -> Path | None:
-    """Where the reference vector file is: ``$HNET_INTEROP_DIR``, then the repository's
-    ``interop-tests/vectors``, then ``/work/shared/interop``; None if none has it."""
-    candidates: list[Path] = []
-    env = os.environ.get("HNET_INTEROP_DIR")
-    if env:
-        candidates.append(Path(env) / VECTOR_FILE_NAME)
-    repo = Path(__file__).resolve().parent.parent
-    candidates.append(repo / "interop-tests" / "vectors" / VECTOR_FILE_NAME)
-    candidates.append(Path("/work/shared/interop") / VECTOR_FILE_NAME)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    return None
+def find_vector_file(directory: str | os.PathLike[str] | None = None) -> Path:
+    """The reference vector file, ``hyperware-msgpack-vectors.tsv``, in ``directory`` if given,
+    else in ``$HNET_INTEROP_DIR`` if set, else in the repository's ``interop-tests/vectors/``.
+
+    There is no fallback from one to the next. Raises ``FileNotFoundError``, naming where it
+    looked, when the file is not there: a missing vector file is an error, never a reason to
+    skip a check.
+    """
+    if directory is None:
+        env = os.environ.get("HNET_INTEROP_DIR")
+        directory = Path(env) if env else REPO_VECTORS
+    candidate = Path(directory) / VECTOR_FILE_NAME
+    if not candidate.is_file():
+        raise FileNotFoundError(
+            f"reference vector file not found: {candidate} (the vectors ship with the repository "
+            f"in interop-tests/vectors/; HNET_INTEROP_DIR overrides the directory)"
+        )
+    return candidate

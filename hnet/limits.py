@@ -59,12 +59,39 @@ SESSION_RETIRE_GRACE = 5.0
 MAX_PEERS = 1_024
 #: Most handshakes in progress at once (inbound). Bounds pre-authentication work.
 MAX_PENDING_HANDSHAKES = 256
-#: Messages queued for a peer while it is being dialled; more are refused as Offline.
-MAX_QUEUED_PER_PEER = 1_024
-#: Messages waiting to be written on an established session before the sender waits.
-SEND_QUEUE_PER_PEER = 256
-#: Local inbound messages waiting for the node's dispatcher.
+#: Simultaneous open: an inbound session from a peer we dialled ourselves less than this long
+#: ago is the peer's half of a simultaneous open, settled by name (docs/architecture.md).
+SIMULTANEOUS_OPEN_WINDOW = 2 * 5.0
+
+# --- the send path (docs/architecture.md, "The send path") ----------------------------------
+#: Bytes queued for one peer (while dialling) or one session (waiting for its writer). Three
+#: maximal messages: a bulk sender keeps the pipe full while never holding more than this.
+SEND_QUEUE_BYTES = 32 * 1024 * 1024
+#: Bytes queued or being written for all peers of a node together, dialling queues included.
+#: Past it, senders wait (until their deadline) or fail. 8 peers' full queues.
+NODE_SEND_BUDGET = 8 * SEND_QUEUE_BYTES
+#: How far over SEND_QUEUE_BYTES / NODE_SEND_BUDGET a sender that cannot wait may go: replies
+#: made on a receive path (acks, NetResponses; all small). Without it a peer flooding us while
+#: we flood it would fill our queue to it with our own messages and its acks would be refused.
+REPLY_HEADROOM = 1024 * 1024
+#: Deadline of a message sent without one (it must be handed to the transport by then). A
+#: request's deadline is its timeout.
+DEFAULT_SEND_TIMEOUT = 30.0
+#: A session's writer that makes no progress (not one byte accepted by the socket, no QUIC
+#: credit) for this long closes the session: the peer stopped reading. Its queued messages
+#: are reported Offline.
+WRITE_STALL_TIMEOUT = 30.0
+#: While a writer is blocked, queued messages past their deadline are failed (Timeout) this
+#: often, so a stalled peer never holds expired messages' memory for longer.
+SEND_SWEEP_INTERVAL = 0.5
+
+# --- local processes ------------------------------------------------------------------------
+#: Messages waiting for one registered process's handler; more are dropped (and logged; a
+#: request's sender then times out), never waited for: a receive path does not block on a
+#: process.
 INBOX_SIZE = 4_096
+#: ... and the bytes they may hold together.
+INBOX_BYTES = 64 * 1024 * 1024
 
 # --- routing (routers and indirect nodes, PROTOCOL-FACTS §4) -------------------------------
 
@@ -96,6 +123,24 @@ ROUTER_RECONNECT_INTERVAL = 4.0
 CONTROL_MAX_LINE = 4 * 1024 * 1024
 #: Most concurrent control connections.
 CONTROL_MAX_CLIENTS = 64
+#: A control client must take each reply line within this long of it being written, or it is
+#: disconnected. A client that connects, sends requests and never reads would otherwise hold a
+#: client slot, its handler and a reply of up to CONTROL_MAX_LINE bytes forever. The CLI reads
+#: at once; a 4 MiB line crosses a Unix socket in milliseconds.
+CONTROL_WRITE_TIMEOUT = 10.0
+#: Requests carrying an ``id`` that one control connection may have in flight at once
+#: (pipelining, ``hnet ping -l``); past it the server reads no further line from that connection
+#: until one is answered. Bounded like the clients: each holds a task and an outstanding request.
+CONTROL_MAX_IN_FLIGHT = 64
+#: Largest hello body the ``ping`` op builds (``hnet ping -s``). A body is encoded as a msgpack
+#: array of one integer per byte (1 byte below 0x80, 2 from 0x80 up), so a 10,000,000-byte ASCII
+#: body makes a KernelMessage of ~10,000,070 bytes: under MESSAGE_MAX_SIZE (10,485,800) with room
+#: for the envelope. The op refuses a body whose encoding would be larger than this bound.
+CONTROL_PING_MAX_BODY = 10_000_000
+#: Bytes of hello bodies the control server holds at once, over all clients and pings in
+#: flight; a ping past it waits (within its timeout) for earlier ones to finish. Without it 64
+#: clients of 64 pings of 10 MB would be 40 GB of bodies, and several times that in encodings.
+CONTROL_PING_BYTES = 64 * 1024 * 1024
 
 # --- QUIC -----------------------------------------------------------------------------------
 # The reference has no QUIC transport; docs/quic.md specifies ours. Every value here is ours.
@@ -189,3 +234,23 @@ QUIC_ACK_DELAY = 0.002
 #: Datagrams read per socket wakeup before the connections are flushed (bounds the time one
 #: busy socket holds the event loop).
 QUIC_RECV_BURST = 8
+
+# --- PKI ------------------------------------------------------------------------------------
+# The reference's net module is told of HNS changes by its indexer process; we read record
+# sources (hns.sources) ourselves, so these values are ours.
+
+#: How often the PKI's follower asks every record source for new logs. A name registered
+#: locally is seen by every node within this (4 directory listings a second, in a thread, cost
+#: next to nothing); a dial or handshake that misses forces an earlier read.
+PKI_POLL_INTERVAL = 0.25
+#: Least time between two reads forced by lookup misses. However many handshakes name unknown
+#: names, misses cost a flag check and cause at most 1 / PKI_MISS_INTERVAL reads a second.
+PKI_MISS_INTERVAL = 0.1
+#: Default bound on ``Pki.resolve`` waiting for a forced read after a miss: a read takes
+#: milliseconds, so this covers a rate-limited one with a wide margin, and stays well inside
+#: HANDSHAKE_TIMEOUT when a dial spends it before connecting.
+PKI_RESOLVE_TIMEOUT = 1.0
+#: Logs applied to the indexer per event-loop turn. The indexer takes ~90 us a log (keccak
+#: hashing of labels), so a chunk holds the loop ~10 ms, and an initial load of a large registry
+#: (tens of thousands of logs, seconds of work) never stalls sessions for longer than that.
+PKI_FEED_CHUNK = 128

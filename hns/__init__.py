@@ -5,7 +5,9 @@
 * :mod:`hns.events`: Hypermap constants and Mint/Note logs (``eth_getLogs`` objects);
 * :mod:`hns.indexer`: :class:`Indexer`, logs in chain order -> records;
 * :mod:`hns.cacher`: hypermap-cacher log files;
-* :mod:`hns.registry`: :class:`Registry`, a local registry directory written like the chain.
+* :mod:`hns.registry`: :class:`Registry`, a local registry directory written like the chain;
+* :mod:`hns.sources`: :class:`LogSource`, the protocol of every record source, and
+  :class:`RegistrySource`, the local registry as one.
 """
 
 from hns.cacher import (
@@ -73,6 +75,7 @@ from hns.records import (
     net_key_from_hex,
 )
 from hns.registry import Registry, RegistryError
+from hns.sources import LogSource, RegistrySource, SourceError
 
 __all__ = [
     "FACT_TOPIC",
@@ -100,6 +103,7 @@ __all__ = [
     "InvalidRecordValue",
     "LogCache",
     "LogMeta",
+    "LogSource",
     "LogsMetadata",
     "MalformedLog",
     "MintEvent",
@@ -107,6 +111,8 @@ __all__ = [
     "NoteEvent",
     "Registry",
     "RegistryError",
+    "RegistrySource",
+    "SourceError",
     "decode_ip",
     "decode_mint",
     "decode_net_key",

@@ -6,6 +6,9 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+
+from hnet.interop import VECTOR_FILE_NAME, find_vector_file
 from hns import Registry
 
 from .conftest import INTEROP, run_cli
@@ -169,3 +172,33 @@ def test_interop_vectors_reports_failures(tmp_path: Path) -> None:
     lines = res.stdout.strip().splitlines()
     assert lines[-1] == "2 passed, 2 failed"
     assert any(name in line for line in lines[:-1]) and any("bogus" in line for line in lines)
+
+
+def test_interop_vectors_default_file() -> None:
+    res = run_cli("interop", "vectors")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "39 passed, 0 failed"
+
+
+def test_interop_vectors_missing_file_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    res = run_cli("interop", "vectors", str(tmp_path / "none.tsv"))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.strip() == f"{tmp_path / 'none.tsv'}: No such file or directory"
+    monkeypatch.setenv("HNET_INTEROP_DIR", str(tmp_path))  # no fallback to the repository's
+    res = run_cli("interop", "vectors")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.startswith(f"reference vector file not found: {tmp_path / VECTOR_FILE_NAME}")
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_find_vector_file_has_no_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HNET_INTEROP_DIR", raising=False)
+    assert find_vector_file() == INTEROP / VECTOR_FILE_NAME
+    assert find_vector_file(INTEROP) == INTEROP / VECTOR_FILE_NAME
+    with pytest.raises(FileNotFoundError, match="reference vector file not found: "):
+        find_vector_file(tmp_path)
+    monkeypatch.setenv("HNET_INTEROP_DIR", str(tmp_path))  # explicit: the repository is not tried
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        find_vector_file()

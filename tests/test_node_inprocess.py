@@ -55,8 +55,10 @@ class Net:
     async def node(self, name: str, **kw: object) -> Node:
         key = self.keys.get(name) or self.register(name)
         cfg = NodeConfig(name=name, key=key, home=self.root / name, **kw)  # type: ignore[arg-type]
-        n = Node(cfg, Pki(self.registry))
+        n = Node(cfg, Pki.from_registry(self.registry))
         await n.start()
+        for other in self.nodes:  # running nodes hear of a registration within a poll interval
+            await other.pki.resolve(name)
         self.nodes.append(n)
         return n
 
@@ -141,7 +143,8 @@ async def test_silent_peer_gives_timeout(net: Net) -> None:
     a = await net.node("a.os")
     skey = net.register("silent.os", ("tcp",))
     port = net.registry.resolve("silent.os").ports["tcp"]
-    pki = Pki(net.registry)
+    pki = Pki.from_registry(net.registry)
+    await pki.start()
     held: list[object] = []
 
     async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -158,6 +161,7 @@ async def test_silent_peer_gives_timeout(net: Net) -> None:
         assert e.value.kind is SendErrorKind.TIMEOUT
     finally:
         server.close()
+        await pki.aclose()
 
 
 async def test_max_peers_evicts_least_recently_active(net: Net) -> None:

@@ -52,8 +52,10 @@ class Net:
     async def node(self, name: str, **kw: object) -> Node:
         kw.setdefault("router_reconnect_interval", 0.1)
         cfg = NodeConfig(name=name, key=self.keys[name], home=self.root / name, **kw)  # type: ignore[arg-type]
-        n = Node(cfg, Pki(self.registry))
+        n = Node(cfg, Pki.from_registry(self.registry))
         await n.start()
+        for other in self.nodes:  # running nodes hear of a registration within a poll interval
+            await other.pki.resolve(name)
         self.nodes.append(n)
         return n
 

@@ -10,9 +10,11 @@ import pytest
 
 from hnet import keys
 from hnet.core import relay as request
+from hnet.core.passthroughs import PassthroughTable
 from hnet.core.wire import RoutingRequest, encode_routing_request
+from hnet.net.pipe import PipeError, pipe
 from hnet.net.router import Router, RoutingRefused
-from hnet.transport.pipes import PassthroughTable, PipeError, pipe
+from hnet.transport.pipes import open_end
 from hns import NodeRecord
 
 KEYS = {name: keys.generate() for name in ("a.os", "c.os", "r.os", "b.os")}
@@ -233,6 +235,7 @@ def _router(max_passthroughs: int = 4, asked: Asked | None = None, **kw: float) 
         lookup=lookup,
         record=record,
         request_connection=asked or Asked(),
+        open_end=kw.pop("open_end", open_end),
         **kw,
     )
 

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(config: NodeConfig, registry: Registry) -> int:
-    pki = Pki(registry)
+    pki = Pki.from_registry(registry)
     node = Node(config, pki)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

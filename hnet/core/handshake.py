@@ -2,7 +2,7 @@
 
 Identity is not the Noise static key (fresh per connection) but the node's long-term Ed25519
 networking key, which signs the raw 32-byte Noise static public key inside a HandshakePayload
-(PROTOCOL-FACTS §3). Messages:
+(docs/protocol.md §3 "Session handshake"). Messages:
 
     -> e                        (32 bytes, empty payload)
     <- e, ee, s, es             responder's HandshakePayload
@@ -12,6 +12,12 @@ Each side checks ``protocol_version == 1``, looks the claimed name up in HNS and
 signature over the remote static key with that name's networking key; the initiator also checks
 it reached the name it dialled. This object never touches a socket: feed it handshake messages,
 send what it returns.
+
+A responder may not know the initiator's name yet (registered a moment ago, or not yet indexed
+from the chain). With ``defer_unknown=True`` such a name does not fail the handshake at once:
+:meth:`PeerHandshake.receive` returns with :attr:`needs_key` set to the name, the caller looks
+it up however it can (asynchronously, within its handshake deadline) and calls
+:meth:`PeerHandshake.provide_key`, which finishes the check.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class PeerHandshake:
         lookup: KeyLookup,
         expected_peer: str | None = None,
         proxy_request: bool = False,
+        defer_unknown: bool = False,
         static_private: bytes | None = None,
         ephemeral_private: bytes | None = None,
     ) -> None:
@@ -69,9 +76,13 @@ class PeerHandshake:
             static_private=static_private if static_private is not None else os.urandom(32),
             ephemeral_private=ephemeral_private,
         )
+        self._defer_unknown = defer_unknown
         self._step = 0
         self.peer_name: str | None = None
         self.peer_proxy_request = False
+        #: the name whose key :meth:`provide_key` must supply before the handshake completes
+        self.needs_key: str | None = None
+        self._deferred: HandshakePayload | None = None
 
     @property
     def complete(self) -> bool:
@@ -104,6 +115,23 @@ class PeerHandshake:
         if payload.name == self._our_name:
             raise HandshakeError("peer claims our own name")
         key = self._lookup(payload.name)
+        if key is None and self._defer_unknown and not self.initiator:
+            self.needs_key = payload.name
+            self._deferred = payload
+            return
+        self._verify(payload, key)
+
+    def provide_key(self, key: bytes | None) -> None:
+        """Finish a check deferred by :attr:`needs_key` with that name's networking key (None:
+        the name is not in HNS); raises HandshakeError as :meth:`receive` would have."""
+        payload = self._deferred
+        if payload is None:
+            raise HandshakeError("no key was asked for")
+        self._deferred = None
+        self.needs_key = None
+        self._verify(payload, key)
+
+    def _verify(self, payload: HandshakePayload, key: bytes | None) -> None:
         if key is None:
             raise HandshakeError(f"unknown HNS name {payload.name!r}")
         remote_static = self._noise.remote_static

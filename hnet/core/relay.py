@@ -1,4 +1,6 @@
-"""RoutingRequest: build, sign and check the first frame sent to a router (PROTOCOL-FACTS §4).
+"""RoutingRequest: build, sign and check the first frame sent to a router.
+
+Specified in docs/protocol.md §7, "Routed connections".
 
 ``RoutingRequest = [protocol_version = 1, source, signature, target]``. The signature is
 Ed25519, by the source's networking key, over the UTF-8 bytes of ``target + router`` (the two

@@ -18,17 +18,13 @@ It does not listen: its record has no address.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from collections.abc import Awaitable, Callable, Sequence
 
 from hnet import limits
 from hnet.core.handshake import KeyLookup
 from hnet.core.wire import Accepted, KernelMessage, NetResponse, Rejected
 from hnet.log import get_logger
-from hnet.net.peers import DialError, PeerManager, failure_reason
-from hnet.net.routed import ATTEMPT_ERRORS, RecordLookup, accept_via_router
+from hnet.net.peers import DialError, PeerTable
 from hnet.supervisor import Supervisor
 from hnet.transport.session import Session
 
@@ -36,7 +32,7 @@ log = get_logger("indirect")
 
 __all__ = ["IndirectRole"]
 
-Respond = Callable[[KernelMessage, NetResponse], Coroutine[Any, Any, None]]
+Respond = Callable[[KernelMessage, NetResponse], None]
 
 
 class IndirectRole:
@@ -45,26 +41,22 @@ class IndirectRole:
         *,
         our_name: str,
         routers: Sequence[str],
-        key: Ed25519PrivateKey,
-        record: RecordLookup,
         lookup: KeyLookup,
-        peers: PeerManager,
+        peers: PeerTable,
         dial_router: Callable[[str], Awaitable[Session]],
+        answer_via_router: Callable[[str, str], Awaitable[Session]],
         respond: Respond,
         reconnect_interval: float = limits.ROUTER_RECONNECT_INTERVAL,
-        handshake_timeout: float = limits.HANDSHAKE_TIMEOUT,
         max_answering: int = limits.MAX_PENDING_HANDSHAKES,
     ) -> None:
         self.our_name = our_name
         self.routers = tuple(routers)
-        self._key = key
-        self._record = record
         self._lookup = lookup
         self._peers = peers
         self._dial_router = dial_router
+        self._answer_via_router = answer_via_router
         self._respond = respond
         self.reconnect_interval = reconnect_interval
-        self.handshake_timeout = handshake_timeout
         self._max_answering = max_answering
         self._answering = 0
         self._sup = Supervisor(f"indirect {our_name}")
@@ -115,14 +107,14 @@ class IndirectRole:
         if not self.is_router(router):
             return False
         reason = None
-        if source == self.our_name or self._lookup(source) is None:
-            reason = f"{source!r}: not in HNS" if source != self.our_name else "that is us"
+        if source == self.our_name:
+            reason = "that is us"  # (an unknown name is looked up, and refused, by the answer)
         elif self._answering >= self._max_answering:
             reason = "too many routed connections opening"
         if reason is not None:
             log.info("ConnectionRequest rejected", router=router, source=source, reason=reason)
             self.stats["rejected"] += 1
-            self._sup.spawn(self._respond(km, Rejected(source)), name="reject")
+            self._respond(km, Rejected(source))
             return True
         self._answering += 1
         self._sup.spawn(self._answer(km, router, source), name=f"routed {source}")
@@ -130,28 +122,17 @@ class IndirectRole:
 
     async def _answer(self, km: KernelMessage, router: str, source: str) -> None:
         try:
-            session = await accept_via_router(
-                source,
-                router,
-                our_name=self.our_name,
-                key=self._key,
-                record=self._record,
-                lookup=self._lookup,
-                timeout=self.handshake_timeout,
-            )
-        except (DialError, *ATTEMPT_ERRORS) as e:
-            log.info(
-                "routed connection failed", router=router, source=source, reason=failure_reason(e)
-            )
+            session = await self._answer_via_router(source, router)
+        except DialError as e:
+            log.info("routed connection failed", router=router, source=source, reason=str(e))
             self.stats["rejected"] += 1
-            await self._respond(km, Rejected(source))
+            self._respond(km, Rejected(source))
             return
         finally:
             self._answering -= 1
         self.stats["accepted"] += 1
-        self._peers.note_routed(session, router)
         self._peers.attach(session)
-        await self._respond(km, Accepted(source))
+        self._respond(km, Accepted(source))
 
     def describe(self) -> str:
         up = [r for r in self.routers if self.connected(r)]

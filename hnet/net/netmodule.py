@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -79,7 +79,7 @@ class NetModule:
         our_name: str,
         signing_key: Ed25519PrivateKey,
         pki: NetPki,
-        send: Callable[[KernelMessage], Awaitable[None]],
+        send: Callable[[KernelMessage], None],
         connected_peers: Callable[[], list[str]],
         diagnostics: Callable[[], str],
         on_connection_request: OnConnectionRequest | None = None,
@@ -96,7 +96,8 @@ class NetModule:
         self._on_response = on_response
         self.hellos = 0
 
-    async def handle(self, km: KernelMessage, via: str | None) -> None:
+    def handle(self, km: KernelMessage, via: str | None) -> None:
+        """Runs on the receive path: never blocks (replies are queued, never awaited)."""
         message = km.message
         if isinstance(message, ResponseMessage):
             if km.source.node != self.our_name and self._on_response is not None:
@@ -110,11 +111,11 @@ class NetModule:
                 log.debug("net: response ignored", source=str(km.source))
             return
         if km.source.node == self.our_name:
-            await self._local(km, message)
+            self._local(km, message)
         else:
-            await self._remote(km, message, via)
+            self._remote(km, message, via)
 
-    async def _remote(self, km: KernelMessage, request: Request, via: str | None) -> None:
+    def _remote(self, km: KernelMessage, request: Request, via: str | None) -> None:
         try:
             action = decode_net_action(request.body)
         except CodecError:
@@ -135,9 +136,9 @@ class NetModule:
             via=via,
             text=request.body[:256].decode("utf-8", "replace"),
         )
-        await self._reply(km, ACK)
+        self._reply(km, ACK)
 
-    async def _local(self, km: KernelMessage, request: Request) -> None:
+    def _local(self, km: KernelMessage, request: Request) -> None:
         try:
             action = decode_net_action(request.body)
         except CodecError as e:
@@ -172,16 +173,16 @@ class NetModule:
         else:
             log.info("NetAction ignored for a local caller", action=type(action).__name__)
             return
-        await self._reply(km, encode_net_response(response), blob)
+        self._reply(km, encode_net_response(response), blob)
 
-    async def respond(self, km: KernelMessage, response: NetResponse) -> None:
+    def respond(self, km: KernelMessage, response: NetResponse) -> None:
         """Answer the request ``km`` with a NetResponse."""
-        await self._reply(km, encode_net_response(response))
+        self._reply(km, encode_net_response(response))
 
-    async def _reply(
+    def _reply(
         self, km: KernelMessage, body: bytes, blob: LazyLoadBlob | None = None
     ) -> None:
-        await self._send(
+        self._send(
             KernelMessage(
                 id=km.id,
                 source=self.address,

@@ -1,67 +1,183 @@
-"""The node's PKI: HNS records by name, read from a record source and kept fresh.
+"""The node's PKI: HNS records by name (``docs/protocol.md`` §9), followed from record sources.
 
-The embedded source is a local registry directory (:class:`hns.Registry`). It is re-read when
-it changes (every registration renames a new file into it, moving its mtime and file count):
-checked every ``REFRESH_INTERVAL`` seconds on hits and at once on every miss, so names
-registered after the node started are found. ``HnsUpdate`` NetActions from local callers
-overlay the source.
+Lookups happen inside handshakes and dials, so they must never block: :meth:`Pki.record`,
+:meth:`Pki.networking_key` and :meth:`Pki.identity` read a dict and nothing else. Keeping that
+dict fresh is the job of one background *follower* task, which asks every
+:class:`hns.LogSource` for new logs every ``poll_interval`` seconds and feeds them, in order,
+to one long-lived :class:`hns.Indexer` (a pure state machine; the sources do their I/O in
+threads). A lookup miss wakes the follower early, at most once per ``miss_interval`` however
+many misses there are, so a flood of handshakes naming unknown names costs only dict lookups.
+:meth:`Pki.resolve` is the waiting form: on a miss it waits (bounded) for a read that started
+after the call.
+
+``HnsUpdate`` NetActions from local callers (:meth:`Pki.ingest`) overlay the sources, as in
+the reference. Subscribers hear of every change to what a lookup returns, from either side.
+
+Lifecycle: nothing is read until :meth:`Pki.start` (so until then every lookup misses);
+:meth:`Pki.aclose` cancels and awaits the follower and closes the sources, which the PKI owns.
 """
 
 from __future__ import annotations
 
-import os
-import time
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from hnet import limits
 from hnet.core.wire import Direct, HnsUpdate, Identity, NodeRouting, Routers
 from hnet.log import get_logger
-from hns import NodeRecord, Registry, RegistryError, namehash_hex
+from hns import (
+    HYPERMAP_ADDRESS,
+    Indexer,
+    LogSource,
+    NodeRecord,
+    Registry,
+    RegistrySource,
+    SourceError,
+    namehash_hex,
+)
 
 log = get_logger("pki")
 
-REFRESH_INTERVAL = 0.5
+
+@dataclass(frozen=True, slots=True)
+class PkiChange:
+    """What a lookup of ``name`` returns changed from ``old`` to ``new`` (None: no record).
+
+    HNS has no burn today, so ``new`` is always set; a chain source that follows reorgs may
+    remove records later, hence the type.
+    """
+
+    name: str
+    old: NodeRecord | None
+    new: NodeRecord | None
+
+
+Subscriber = Callable[[PkiChange], None]
 
 
 class Pki:
-    def __init__(self, registry: Registry) -> None:
-        self._registry = registry
-        self.source = f"registry {registry.path}"
+    """HNS records from ``sources`` (read by one follower task) plus a local overlay.
+
+    ``poll_interval``: seconds between reads of every source. ``miss_interval``: least time
+    between two reads forced by lookup misses. ``contract``: the Hypermap address whose logs
+    count (None: any). ``feed_chunk``: logs applied per event-loop turn.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[LogSource],
+        *,
+        poll_interval: float = limits.PKI_POLL_INTERVAL,
+        miss_interval: float = limits.PKI_MISS_INTERVAL,
+        contract: str | None = HYPERMAP_ADDRESS,
+        feed_chunk: int = limits.PKI_FEED_CHUNK,
+    ) -> None:
+        self._sources = tuple(sources)
+        #: What the records come from, for messages: ``"registry /path"`` for one registry.
+        self.source = ", ".join(s.name for s in self._sources) or "no record sources"
+        self._poll_interval = poll_interval
+        self._miss_interval = miss_interval
+        self._feed_chunk = max(1, feed_chunk)
+        self._indexer = Indexer(contract=contract)
         self._records: dict[str, NodeRecord] = {}
         self._overlay: dict[str, NodeRecord] = {}
-        self._seen: tuple[int, int] | None = None
-        self._checked = 0.0
-        self.refresh(force=True)
+        self._subscribers: dict[int, Subscriber] = {}
+        self._next_token = 0
+        # Set by a miss (or resolve) to make the follower read early; cleared as it starts.
+        self._wake = asyncio.Event()
+        # Pulsed (set, then replaced) each time a read of the sources ends.
+        self._read_done = asyncio.Event()
+        self._reads_started = 0
+        self._reads_finished = 0
+        self._last_forced = float("-inf")
+        self._failing: dict[str, str] = {}
+        self._start_lock = asyncio.Lock()
+        self._follower: asyncio.Task[None] | None = None
+        self._started = False
+        self._closed = False
+        #: Counters: reads of the sources (``refreshes``, of which ``forced_refreshes`` were
+        #: brought forward by misses), lookup ``misses``, ``logs`` fed, ``source_errors``.
+        self.stats: dict[str, int] = {
+            "refreshes": 0,
+            "forced_refreshes": 0,
+            "misses": 0,
+            "logs": 0,
+            "source_errors": 0,
+        }
+
+    @classmethod
+    def from_registry(
+        cls,
+        registry: Registry,
+        *,
+        poll_interval: float = limits.PKI_POLL_INTERVAL,
+        miss_interval: float = limits.PKI_MISS_INTERVAL,
+    ) -> Pki:
+        """A PKI on one local registry directory (``source`` is ``"registry PATH"``)."""
+        return cls(
+            [RegistrySource(registry)],
+            poll_interval=poll_interval,
+            miss_interval=miss_interval,
+            contract=registry.contract,
+        )
 
     def __len__(self) -> int:
-        return len(self._records.keys() | self._overlay.keys())
+        return len(self._records) + sum(1 for n in self._overlay if n not in self._records)
 
-    def _signature(self) -> tuple[int, int] | None:
-        """Changes whenever a registration lands (a new file renamed into the directory)."""
-        try:
-            st = os.stat(self._registry.path)
-            return (st.st_mtime_ns, len(os.listdir(self._registry.path)))
-        except OSError:
-            return None
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`aclose`."""
+        return self._started and not self._closed
 
-    def refresh(self, force: bool = False) -> None:
-        """Re-read the source if it changed (errors are logged, the old view kept)."""
-        self._checked = time.monotonic()
-        signature = self._signature()
-        if signature == self._seen and not force:
+    @property
+    def skipped(self) -> dict[str, int]:
+        """Logs and notes the indexer skipped, by reason."""
+        return self._indexer.skipped
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read every source once, then follow them in the background. Idempotent."""
+        async with self._start_lock:
+            if self._closed:
+                raise RuntimeError("PKI is closed")
+            if self._started:
+                return
+            await self._read_sources()
+            if self._closed:  # aclose() ran during the initial read
+                return
+            self._follower = asyncio.get_running_loop().create_task(
+                self._follow(), name="pki follower"
+            )
+            self._started = True
+
+    async def aclose(self) -> None:
+        """Stop following: cancel and await the follower, close the sources. Idempotent."""
+        if self._closed:
             return
-        try:
-            self._records = self._registry.load().records()
-            self._seen = signature
-        except RegistryError as e:
-            log.warning("registry unreadable; keeping the previous view", error=str(e))
+        self._closed = True
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.cancel()
+            await asyncio.wait([follower])
+        self._pulse_read_done()  # resolve() callers stop waiting
+        for src in self._sources:
+            try:
+                await src.aclose()
+            except Exception as e:
+                log.error("record source failed to close", source=src.name, error=repr(e))
+
+    # --- lookups (memory only: called from handshakes) -------------------------------------
 
     def record(self, name: str) -> NodeRecord | None:
-        """``name``'s record; a miss re-checks the source at once, a hit every 0.5 s."""
-        if time.monotonic() - self._checked >= REFRESH_INTERVAL:
-            self.refresh()
+        """``name``'s record, or None. Never does I/O; a miss asks for an early read."""
         rec = self._overlay.get(name) or self._records.get(name)
         if rec is None:
-            self.refresh()
-            rec = self._overlay.get(name) or self._records.get(name)
+            self.stats["misses"] += 1
+            if not self._wake.is_set():
+                self._wake.set()
         return rec
 
     def networking_key(self, name: str) -> bytes | None:
@@ -72,6 +188,32 @@ class Pki:
         rec = self.record(name)
         return identity_of(rec) if rec is not None else None
 
+    async def resolve(
+        self, name: str, timeout: float = limits.PKI_RESOLVE_TIMEOUT
+    ) -> NodeRecord | None:
+        """``name``'s record; on a miss, wait up to ``timeout`` s for a read of the sources
+        that starts after this call (forced, rate-limited) and return what is known then.
+
+        Returns at once when the PKI is not running (nothing would read the sources).
+        """
+        rec = self.record(name)  # a miss wakes the follower
+        if rec is not None or not self.running:
+            return rec
+        wanted = self._reads_started + 1
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._reads_finished < wanted and self.running:
+                    await self._read_done.wait()
+                    rec = self._lookup(name)
+                    if rec is not None:
+                        return rec
+        return self._lookup(name)
+
+    def _lookup(self, name: str) -> NodeRecord | None:
+        return self._overlay.get(name) or self._records.get(name)
+
+    # --- local updates and subscribers -----------------------------------------------------
+
     def ingest(self, update: HnsUpdate) -> None:
         """Take an HnsUpdate from a local caller (reference semantics: IP wins over routers)."""
         key = update.public_key.removeprefix("0x").lower()
@@ -81,7 +223,8 @@ class Pki:
         except ValueError as e:
             log.warning("HnsUpdate ignored", name=update.name, error=str(e))
             return
-        self._overlay[update.name] = NodeRecord(
+        old = self._lookup(update.name)
+        new = NodeRecord(
             name=update.name,
             namehash=nh,
             net_key=key,
@@ -89,6 +232,115 @@ class Pki:
             ports=dict(update.ports) if update.ips else {},
             routers=() if update.ips else tuple(update.routers),
         )
+        self._overlay[update.name] = new
+        if new != old:
+            self._notify(PkiChange(update.name, old, new))
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(PkiChange)`` on every change to what a lookup returns (from the
+        sources or from :meth:`ingest`), on the event loop. Returns the unsubscriber.
+
+        A callback that raises is logged and kept; it never stops the follower.
+        """
+        token = self._next_token
+        self._next_token += 1
+        self._subscribers[token] = callback
+
+        def unsubscribe() -> None:
+            self._subscribers.pop(token, None)
+
+        return unsubscribe
+
+    def _notify(self, change: PkiChange) -> None:
+        for callback in list(self._subscribers.values()):
+            try:
+                callback(change)
+            except Exception as e:
+                log.error(
+                    "PKI subscriber raised (a bug in the subscriber)",
+                    name=change.name,
+                    callback=getattr(callback, "__qualname__", repr(callback)),
+                    error=repr(e),
+                )
+
+    # --- following the sources ------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        """Read the sources every poll interval, or earlier (rate-limited) when woken."""
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_interval):
+                    await self._wake.wait()
+            if self._wake.is_set():
+                delay = self._last_forced + self._miss_interval - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                self._last_forced = loop.time()
+                self.stats["forced_refreshes"] += 1
+                self._wake.clear()
+            try:
+                await self._read_sources()
+            except Exception as e:  # a bug here must not end the following
+                log.error("PKI read failed (a bug)", error=repr(e))
+
+    async def _read_sources(self) -> None:
+        """One read of every source, in turn; its logs applied to the indexer."""
+        self._reads_started += 1
+        this_read = self._reads_started
+        self.stats["refreshes"] += 1
+        try:
+            for src in self._sources:
+                logs = await self._read_new(src)
+                if logs:
+                    await self._apply(logs)
+        finally:
+            self._reads_finished = this_read
+            self._pulse_read_done()
+
+    async def _read_new(self, src: LogSource) -> list[dict[str, object]]:
+        """``src``'s new logs; failures are logged (once while they persist), never raised."""
+        try:
+            logs = await src.read_new()
+        except SourceError as e:
+            self._failed(src, str(e))
+            return []
+        except Exception as e:  # a bug in the source, not a property of its data
+            self._failed(src, f"bug: {e!r}")
+            return []
+        finally:
+            for problem in src.take_problems():
+                log.warning("record source data skipped", source=src.name, problem=problem)
+        if self._failing.pop(src.name, None) is not None:
+            log.info("record source readable again", source=src.name)
+        return logs
+
+    def _failed(self, src: LogSource, error: str) -> None:
+        self.stats["source_errors"] += 1
+        if self._failing.get(src.name) != error:
+            self._failing[src.name] = error
+            log.warning(
+                "record source unreadable; keeping the previous view, retrying",
+                source=src.name,
+                error=error,
+            )
+
+    async def _apply(self, logs: list[dict[str, object]]) -> None:
+        """Feed ``logs`` (in order) in chunks, yielding the loop between them."""
+        for start in range(0, len(logs), self._feed_chunk):
+            if start:
+                await asyncio.sleep(0)
+            chunk = logs[start : start + self._feed_chunk]
+            self.stats["logs"] += len(chunk)
+            for rec in self._indexer.feed_all(chunk):
+                old = self._records.get(rec.name)
+                self._records[rec.name] = rec
+                if rec != old and rec.name not in self._overlay:
+                    self._notify(PkiChange(rec.name, old, rec))
+
+    def _pulse_read_done(self) -> None:
+        done, self._read_done = self._read_done, asyncio.Event()
+        done.set()
 
 
 def identity_of(rec: NodeRecord) -> Identity:

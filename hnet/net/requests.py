@@ -39,9 +39,15 @@ class RequestTracker:
     def __init__(self, max_pending: int = 65_536) -> None:
         self._pending: dict[int, _Pending] = {}
         self._max = max_pending
+        self._high_water = 0
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    @property
+    def high_water(self) -> int:
+        """The most requests that were outstanding at once since the tracker was made."""
+        return self._high_water
 
     def open(self, target_node: str) -> tuple[int, asyncio.Future[Reply]]:
         if len(self._pending) >= self._max:
@@ -52,6 +58,7 @@ class RequestTracker:
                 break
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[rid] = _Pending(target_node, time.perf_counter(), fut)
+        self._high_water = max(self._high_water, len(self._pending))
         return rid, fut
 
     def close(self, rid: int) -> None:

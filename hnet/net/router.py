@@ -1,4 +1,4 @@
-"""The router role: pair a connection that opened with a RoutingRequest (PROTOCOL-FACTS §4).
+"""The router role: pair a connection that opened with a RoutingRequest (docs/protocol.md §4).
 
 On an inbound connection whose first frame is a RoutingRequest from ``source`` for
 ``target`` (checked by :func:`hnet.core.relay.check`), the router
@@ -26,16 +26,12 @@ from websockets.exceptions import WebSocketException
 
 from hnet import limits
 from hnet.core.handshake import KeyLookup
+from hnet.core.passthroughs import Passthrough, PassthroughTable
 from hnet.core.relay import RoutingRefused, check
+from hnet.core.wire import CodecError, decode_routing_request
 from hnet.log import get_logger
 from hnet.net.peers import failure_reason
-from hnet.transport.pipes import (
-    Passthrough,
-    PassthroughTable,
-    PipeEnd,
-    open_end,
-    pipe,
-)
+from hnet.net.pipe import OpenEnd, PipeEnd, pipe
 from hns import NodeRecord
 
 log = get_logger("router")
@@ -81,6 +77,8 @@ class Router:
         lookup: KeyLookup,
         record: RecordLookup,
         request_connection: RequestConnection,
+        open_end: OpenEnd,
+        resolve: Callable[[str], Awaitable[object]] | None = None,
         pending_lifetime: float = limits.ROUTING_PENDING_LIFETIME,
         idle_timeout: float = limits.PASSTHROUGH_IDLE_TIMEOUT,
     ) -> None:
@@ -89,6 +87,8 @@ class Router:
         self._lookup = lookup
         self._record = record
         self._request_connection = request_connection
+        self._open_end = open_end
+        self._resolve = resolve
         self.pending_lifetime = pending_lifetime
         self.idle_timeout = idle_timeout
         self._parked: dict[Passthrough, _Parked] = {}
@@ -115,6 +115,7 @@ class Router:
     async def _admit(self, first: bytes, end: PipeEnd) -> Rest:
         if not self.table.enabled:
             raise RoutingRefused("this node does not route (max passthroughs 0)")
+        await self._learn_names(first)
         rr = check(first, router=self.our_name, lookup=self._lookup)
         # The target's answer to our ConnectionRequest: its source is the pending one's target.
         pending = self.table.peek_pending(rr.target, rr.source)
@@ -124,13 +125,26 @@ class Router:
         port = target.ports.get(end.kind, 0) if target is not None and target.ips else 0
         if target is not None and port:
             try:
-                other = await open_end(end.kind, target.ips[0], port)
+                other = await self._open_end(end.kind, target.ips[0], port)
             except (OSError, TimeoutError, WebSocketException) as e:
                 raise RoutingRefused(
                     f"{rr.target} unreachable over {end.kind}: {failure_reason(e)}"
                 ) from None
             return self._start(rr.source, rr.target, end, other)
         return await self._park(rr.source, rr.target, end)
+
+    async def _learn_names(self, first: bytes) -> None:
+        """Names we do not know yet (registered a moment ago, not yet indexed) are looked up
+        before the check, within the caller's deadline; the check itself then is sync."""
+        if self._resolve is None:
+            return
+        try:
+            rr = decode_routing_request(first)
+        except CodecError:
+            return  # check() refuses it with the reason
+        for name in (rr.source, rr.target):
+            if self._lookup(name) is None:
+                await self._resolve(name)
 
     # --- the three ways a passthrough starts ------------------------------------------------
 

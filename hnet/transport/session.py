@@ -1,22 +1,41 @@
-"""The one session abstraction every transport yields.
+"""The one session abstraction every transport yields, with its send path.
 
-A Session is an authenticated, encrypted channel to one named peer. It moves serialized
-KernelMessages (plaintext bytes); framing, encryption and socket details stay inside the
-transport. The handshake driver here is shared by all transports: they differ only in how a
-handshake message crosses the wire (``HandshakeChannel``).
+A Session is an authenticated, encrypted channel to one named peer that moves serialized
+KernelMessages. Transports implement three small things: ``_read_loop`` (read, decrypt,
+hand each message to ``deliver``, which never blocks), ``_write`` (one message to the socket,
+waiting only through :meth:`Session._wait_progress`) and ``_close_transport``.
+
+The base class owns the send path (docs/architecture.md, "The send path"; wireguard-go's
+split of sending from receiving): a bounded :class:`~hnet.core.sendqueue.SendQueue` drained by
+the session's own writer task(s), so a receive loop never waits on a network write, a peer
+that stops reading stalls only its own writer, and every blocked write has a deadline
+(:data:`~hnet.limits.WRITE_STALL_TIMEOUT`; queued messages past their own deadline are failed
+while the writer waits).
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from hnet import limits
 from hnet.core.handshake import PeerHandshake
+from hnet.core.sendqueue import ByteBudget, Outgoing, SendQueue
+from hnet.core.wire import SendErrorKind
+from hnet.log import get_logger
 
-Deliver = Callable[["Session", bytes], Awaitable[None]]
+log = get_logger("session")
+
+#: (session, plaintext message) -> None. Called on the receive path: must not block. (A
+#: standalone user of :meth:`Session.run` may return an awaitable instead: reading then waits
+#: for it, which is backpressure on the peer; a node never does this.)
+Deliver = Callable[["Session", bytes], "Awaitable[None] | None"]
+#: Called once when the session has closed, with what was still queued (unwritten).
+OnClosed = Callable[["Session", list[Outgoing]], None]
 
 
 class SessionClosed(Exception):
@@ -24,7 +43,7 @@ class SessionClosed(Exception):
 
 
 class SessionError(Exception):
-    """The peer broke the protocol; the session is closed."""
+    """The peer broke the protocol; the session is closed (a remote fault)."""
 
 
 class HandshakeChannel(Protocol):
@@ -35,13 +54,21 @@ class HandshakeChannel(Protocol):
     async def recv_handshake(self) -> bytes: ...
 
 
+#: name -> its networking key, looked up however long it takes (the caller's deadline bounds it)
+ResolveKey = Callable[[str], Awaitable["bytes | None"]]
+
+
 async def run_handshake(
-    hs: PeerHandshake, channel: HandshakeChannel, first: bytes | None = None
+    hs: PeerHandshake,
+    channel: HandshakeChannel,
+    first: bytes | None = None,
+    resolve: ResolveKey | None = None,
 ) -> None:
     """Drive ``hs`` to completion over ``channel`` (the caller bounds it in time).
 
     ``first`` is the responder's first message when the transport has already read it (TCP
-    reads the first frame to tell a Noise ``-> e`` from a RoutingRequest).
+    reads the first frame to tell a Noise ``-> e`` from a RoutingRequest). ``resolve`` finds
+    the key of an initiator the responder does not know yet (``hs.needs_key``).
     """
     if hs.initiator:
         await channel.send_handshake(hs.initial_message())
@@ -54,12 +81,18 @@ async def run_handshake(
     assert reply is not None
     await channel.send_handshake(reply)
     hs.receive(await channel.recv_handshake())
+    if hs.needs_key is not None:
+        hs.provide_key(await resolve(hs.needs_key) if resolve is not None else None)
 
 
 class Session(abc.ABC):
     """An established session with one peer."""
 
     transport: str = "?"
+    #: writer lanes: 1 keeps every message in order; QUIC uses 2 (small never behind bulk)
+    lanes: int = 1
+    #: with 2 lanes, the largest message of the small lane
+    small_size: int = 0
 
     def __init__(
         self, *, peer_name: str, initiator: bool, proxy_request: bool, remote: str
@@ -78,21 +111,167 @@ class Session(abc.ABC):
         self.retired = False
         self._retire_timer: asyncio.TimerHandle | None = None
         self.close_reason = ""
+        #: the router this session runs through (routed connections), else None
+        self.router: str | None = None
+        self.queue: SendQueue | None = None
+        self._on_closed: OnClosed | None = None
+        self._wake: list[asyncio.Event] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed_reported = False
+        #: standalone use: set when queued bytes are given back
+        self._room = asyncio.Event()
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    def start(
+        self,
+        *,
+        queue: SendQueue,
+        deliver: Deliver,
+        on_closed: OnClosed,
+        idle_timeout: float,
+    ) -> None:
+        """Start reading and writing. ``queue`` must have :attr:`lanes` lanes."""
+        if self.queue is not None:
+            raise RuntimeError("session already started")
+        if queue.lanes != self.lanes:
+            raise ValueError(f"{self.transport} sessions write {self.lanes} lane(s)")
+        self.queue = queue
+        self._on_closed = on_closed
+        self._wake = [asyncio.Event() for _ in range(self.lanes)]
+        queue.on_ready = self._ready
+        loop = asyncio.get_running_loop()
+        name = self.describe()
+        reader = loop.create_task(self._read_task(deliver, idle_timeout), name=f"read {name}")
+        self._tasks = [reader]
+        self._tasks += [
+            loop.create_task(self._write_task(lane), name=f"write {name} lane {lane}")
+            for lane in range(self.lanes)
+        ]
+        if self.closed:  # closed between the handshake and now
+            self._report_closed()
+
+    # --- standalone use (tests, benchmarks, tools): no node, no peer table ------------------
+
+    def _ensure_writers(self) -> SendQueue:
+        if self.queue is None:
+            budget = ByteBudget(limits.NODE_SEND_BUDGET)
+            budget.on_release = self._room.set
+            queue = SendQueue(
+                limits.SEND_QUEUE_BYTES, budget, lanes=self.lanes, small_size=self.small_size
+            )
+            self.queue = queue
+            self._wake = [asyncio.Event() for _ in range(self.lanes)]
+            queue.on_ready = self._ready
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._write_task(lane), name=f"write {self.describe()} {lane}")
+                for lane in range(self.lanes)
+            ]
+        return self.queue
+
+    async def send(self, data: bytes, timeout: float = limits.DEFAULT_SEND_TIMEOUT) -> None:
+        """Standalone use: queue one message and wait until the transport has taken it.
+        Raises SessionClosed if it cannot be sent, ValueError for a bad size."""
+        if not 0 < len(data) <= limits.MESSAGE_MAX_SIZE:
+            raise ValueError(f"message of {len(data)} bytes (must be 1..{limits.MESSAGE_MAX_SIZE})")
+        if self.closed:
+            raise SessionClosed(self.close_reason or "closed")
+        queue = self._ensure_writers()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def failed(_item: Outgoing, _kind: SendErrorKind, reason: str) -> None:
+            if not done.done():
+                done.set_exception(SessionClosed(reason))
+
+        def written(_item: Outgoing) -> None:
+            if not done.done():
+                done.set_result(None)
+
+        item = Outgoing(data, time.monotonic() + timeout, None, failed, written)
+        async with asyncio.timeout(timeout):
+            while not queue.push(item):
+                if self.closed:
+                    raise SessionClosed(self.close_reason or "closed")
+                self._room.clear()
+                await self._room.wait()
+            try:
+                await done
+            finally:
+                if not item.finished:
+                    item.fail(SendErrorKind.TIMEOUT, "cancelled")
+
+    async def run(self, deliver: Deliver, idle_timeout: float) -> None:
+        """Standalone use: read and deliver until the peer closes (return), breaks the
+        protocol (SessionError, raised after closing) or goes idle."""
+        self._ensure_writers()
+        watchdog = IdleWatchdog(self, idle_timeout)
+        try:
+            await self._read_loop(deliver)
+        except SessionError as e:
+            self.abort(f"protocol error: {e}")
+            raise
+        except (ConnectionError, OSError) as e:
+            self.abort(f"read failed: {e}")
+        finally:
+            watchdog.cancel()
+            self.abort(self.close_reason or "closed")
+
+    def _ready(self, lane: int) -> None:
+        if self._wake:
+            self._wake[lane].set()
+
+    async def wait_closed(self) -> None:
+        """Until the reader and writers have ended (after :meth:`abort`, bounded by it)."""
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+
+    def abort(self, reason: str) -> None:
+        """Close now, without waiting (idempotent). Unwritten messages go to ``on_closed``."""
+        self._mark_closed(reason)
+        self._close_transport()
+        self._finish()
+
+    def _closed_by_transport(self, reason: str) -> None:
+        """The transport itself has closed (QUIC reports it): the same as :meth:`abort`
+        without closing the transport again."""
+        self._mark_closed(reason)
+        self._finish()
+
+    def _mark_closed(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_reason = reason
+        if self._retire_timer is not None:
+            self._retire_timer.cancel()
+            self._retire_timer = None
+
+    def _finish(self) -> None:
+        for w in self._wake:
+            w.set()
+        current = asyncio.current_task() if _in_loop() else None
+        for t in self._tasks:
+            if t is not current and not t.done():
+                t.cancel()
+        self._report_closed()
+
+    def _report_closed(self) -> None:
+        if self._closed_reported or self.queue is None:
+            return
+        self._closed_reported = True
+        left = self.queue.take_all()
+        hook, self._on_closed = self._on_closed, None
+        if hook is None:  # standalone use: nobody to hand them to
+            for item in left:
+                item.fail(SendErrorKind.OFFLINE, self.close_reason or "closed")
+            return
+        try:
+            hook(self, left)
+        except Exception as e:  # a bug of ours: do not let it escape into a transport callback
+            log.exception("on_closed failed", session=self.describe(), error=repr(e))
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
-
-    @abc.abstractmethod
-    async def send(self, message: bytes) -> None:
-        """Encrypt and write one serialized message; raise SessionClosed if closed."""
-
-    @abc.abstractmethod
-    async def run(self, deliver: Deliver, idle_timeout: float) -> None:
-        """Read until the peer closes, breaks the protocol (SessionError) or goes idle."""
-
-    @abc.abstractmethod
-    def abort(self, reason: str) -> None:
-        """Close now, without waiting (idempotent)."""
 
     def retire(self, grace: float) -> None:
         """Stop using this session for sends but keep reading what is already in flight;
@@ -105,7 +284,7 @@ class Session(abc.ABC):
         )
 
     def unretire(self) -> None:
-        """Make a retired session usable again (the peer chose it, see PeerManager)."""
+        """Make a retired session usable again (the peer chose it, see the peer table)."""
         if self._retire_timer is not None:
             self._retire_timer.cancel()
             self._retire_timer = None
@@ -113,6 +292,119 @@ class Session(abc.ABC):
 
     def describe(self) -> str:
         return f"{self.peer_name} via {self.transport} ({self.remote})"
+
+    # --- the reader ------------------------------------------------------------------------
+
+    async def _read_task(self, deliver: Deliver, idle_timeout: float) -> None:
+        watchdog = IdleWatchdog(self, idle_timeout)
+        try:
+            await self._read_loop(deliver)
+        except SessionError as e:
+            log.warning("session closed: protocol error", peer=self.peer_name, reason=str(e))
+            self.abort(f"protocol error: {e}")
+        except (ConnectionError, OSError) as e:
+            self.abort(f"read failed: {e}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug of ours, not the peer's fault: say so
+            log.exception("session reader failed (local error)", peer=self.peer_name)
+            self.abort(f"local error: {e!r}")
+        finally:
+            watchdog.cancel()
+            self.abort(self.close_reason or "closed")
+
+    @abc.abstractmethod
+    async def _read_loop(self, deliver: Deliver) -> None:
+        """Read until the peer closes (return) or breaks the protocol (SessionError)."""
+
+    # --- the writer ------------------------------------------------------------------------
+
+    async def _write_task(self, lane: int) -> None:
+        assert self.queue is not None
+        queue = self.queue
+        wake = self._wake[lane]
+        item: Outgoing | None = None
+        try:
+            while not self.closed:
+                item = queue.pop(lane)
+                if item is None:
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                if item.deadline <= time.monotonic():
+                    item.fail(SendErrorKind.TIMEOUT, "not sent within its deadline")
+                    item = None
+                    continue
+                await self._write(item.data)
+                self.messages_out += 1
+                self.touch()
+                item.written()
+                item = None
+        except SessionClosed as e:
+            self.abort(self.close_reason or f"closed: {e}")
+        except (ConnectionError, OSError) as e:
+            self.abort(f"write failed: {e}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug of ours (e.g. a framing error on our own message)
+            log.exception("session writer failed (local error)", peer=self.peer_name)
+            self.abort(f"local error: {e!r}")
+        finally:
+            if item is not None:
+                item.fail(SendErrorKind.OFFLINE, f"session lost: {self.close_reason or 'closed'}")
+
+    @abc.abstractmethod
+    async def _write(self, data: bytes) -> None:
+        """Write one message. Block only through :meth:`_wait_progress`. Raise SessionClosed
+        if the session is closed."""
+
+    @abc.abstractmethod
+    def _close_transport(self) -> None:
+        """Close the underlying connection now (idempotent, no waiting)."""
+
+    async def _wait_progress(
+        self, wait: Callable[[], Awaitable[None]], progress: Callable[[], int]
+    ) -> None:
+        """Await ``wait()`` (a drain, credit) while the writer is blocked, with deadlines.
+
+        Every :data:`~hnet.limits.SEND_SWEEP_INTERVAL` the queue's expired messages are failed
+        (Timeout). ``progress()`` is a number that changes whenever the transport moves data
+        (bytes still buffered, credit used); with no change for
+        :data:`~hnet.limits.WRITE_STALL_TIMEOUT` the peer is taken to have stopped reading and
+        the session is closed.
+        """
+        last = progress()
+        last_change = time.monotonic()
+        while True:
+            if self.closed:
+                raise SessionClosed(self.close_reason or "closed")
+            try:
+                async with asyncio.timeout(limits.SEND_SWEEP_INTERVAL):
+                    await wait()
+                return
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            self._sweep(now)
+            p = progress()
+            if p != last:
+                last, last_change = p, now
+            elif now - last_change >= limits.WRITE_STALL_TIMEOUT:
+                self.abort(f"write stalled for {limits.WRITE_STALL_TIMEOUT:g} s")
+                raise SessionClosed(self.close_reason)
+
+    def _sweep(self, now: float) -> None:
+        if self.queue is None:
+            return
+        for item in self.queue.expire(now):
+            item.fail(SendErrorKind.TIMEOUT, "not sent within its deadline (peer not reading)")
+
+
+def _in_loop() -> bool:
+    with contextlib.suppress(RuntimeError):
+        asyncio.get_running_loop()
+        return True
+    return False
 
 
 class IdleWatchdog:
@@ -145,21 +437,3 @@ class IdleWatchdog:
     def cancel(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
-
-
-async def read_with_idle(
-    session: Session, read: Callable[[], Awaitable[bytes]], idle_timeout: float
-) -> bytes | None:
-    """One read, or None once the session has been idle ``idle_timeout`` seconds.
-
-    Arms a timer per read; hot paths use :class:`IdleWatchdog` instead.
-    """
-    while True:
-        remaining = session.last_activity + idle_timeout - time.monotonic()
-        if remaining <= 0:
-            return None
-        try:
-            async with asyncio.timeout(remaining):
-                return await read()
-        except TimeoutError:
-            continue

@@ -17,7 +17,7 @@ from hnet.core.handshake import NOISE_E_LEN, PeerHandshake
 from hnet.core.noise import CipherState
 from hnet.transport.session import (
     Deliver,
-    IdleWatchdog,
+    ResolveKey,
     Session,
     SessionClosed,
     SessionError,
@@ -86,47 +86,36 @@ class TcpSession(Session):
         self._writer = writer
         self._core = TcpTransport(*ciphers)
 
-    async def send(self, message: bytes) -> None:
-        if self.closed or self._writer.is_closing():
+    async def _write(self, data: bytes) -> None:
+        w = self._writer
+        if self.closed or w.is_closing():
             raise SessionClosed(self.close_reason or "closed")
         # Encrypt and write in one synchronous step: nonces follow write order, one write.
-        self._writer.write(self._core.encrypt_message(message))
-        self.messages_out += 1
-        self.touch()
-        try:
-            await self._writer.drain()
-        except (ConnectionError, OSError) as e:
-            self.abort(f"write failed: {e}")
-            raise SessionClosed(str(e)) from None
+        w.write(self._core.encrypt_message(data))
+        transport = w.transport
+        if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
+            await self._wait_progress(w.drain, transport.get_write_buffer_size)
 
-    async def run(self, deliver: Deliver, idle_timeout: float) -> None:
-        watchdog = IdleWatchdog(self, idle_timeout)
-        try:
-            while not self.closed:
-                data = await self._reader.read(READ_SIZE)
-                if not data:
-                    self.abort("closed by peer")
-                    return
-                self.touch()
-                try:
-                    messages = self._core.feed(data)
-                except FramingError as e:
-                    self.abort(f"framing: {e}")
-                    raise SessionError(str(e)) from None
-                for m in messages:
-                    self.messages_in += 1
-                    await deliver(self, m)
-        except (ConnectionError, OSError) as e:
-            self.abort(f"read failed: {e}")
-        finally:
-            watchdog.cancel()
-            self.abort(self.close_reason or "done")
+    async def _read_loop(self, deliver: Deliver) -> None:
+        reader = self._reader
+        core = self._core
+        while not self.closed:
+            data = await reader.read(READ_SIZE)
+            if not data:
+                self.abort("closed by peer")
+                return
+            self.touch()
+            try:
+                messages = core.feed(data)
+            except FramingError as e:
+                raise SessionError(f"framing: {e}") from None
+            for m in messages:
+                self.messages_in += 1
+                pending = deliver(self, m)
+                if pending is not None:  # standalone use only (see Deliver)
+                    await pending
 
-    def abort(self, reason: str) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.close_reason = reason
+    def _close_transport(self) -> None:
         self._writer.close()
 
 
@@ -178,6 +167,7 @@ async def accept(
     writer: asyncio.StreamWriter,
     hs: PeerHandshake,
     first: bytes | None = None,
+    resolve: ResolveKey | None = None,
 ) -> TcpSession:
     """Run the responder side on an accepted socket (caller bounds the time).
 
@@ -188,7 +178,7 @@ async def accept(
         first = await read_first_frame(reader, writer)
     if len(first) != NOISE_E_LEN:
         raise RoutingRequestRefused("routing request refused: this node does not route")
-    await run_handshake(hs, TcpHandshakeChannel(reader, writer), first=first)
+    await run_handshake(hs, TcpHandshakeChannel(reader, writer), first=first, resolve=resolve)
     assert hs.peer_name is not None
     return TcpSession(
         reader,

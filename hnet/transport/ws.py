@@ -20,7 +20,7 @@ from hnet.core.handshake import PeerHandshake
 from hnet.core.noise import CipherState
 from hnet.transport.session import (
     Deliver,
-    IdleWatchdog,
+    ResolveKey,
     Session,
     SessionClosed,
     SessionError,
@@ -92,53 +92,53 @@ class WsSession(Session):
         )
         self._ws = ws
         self._core = WsTransport(*ciphers)
-        self._send_lock = asyncio.Lock()
 
-    async def send(self, message: bytes) -> None:
+    async def _write(self, data: bytes) -> None:
         if self.closed:
             raise SessionClosed(self.close_reason or "closed")
-        async with self._send_lock:
-            # Encrypted under the lock: nonces follow the order the chunks are written.
-            chunks = self._core.encrypt_message(message)
-            try:
-                for ct in chunks:
-                    await self._ws.send(ct)
-            except (ConnectionClosed, OSError) as e:
-                self.abort(f"write failed: {e}")
-                raise SessionClosed(str(e)) from None
-        self.messages_out += 1
-        self.touch()
+        # One writer per session: nonces follow the order the chunks are written.
+        chunks = self._core.encrypt_message(data)
+        transport = self._ws.transport
 
-    async def run(self, deliver: Deliver, idle_timeout: float) -> None:
-        watchdog = IdleWatchdog(self, idle_timeout)
+        async def send_all() -> None:
+            for ct in chunks:
+                await self._ws.send(ct)
+
+        sending = asyncio.ensure_future(send_all())
+
+        async def done() -> None:
+            await asyncio.wait({sending})
+
         try:
-            while not self.closed:
-                try:
-                    data = await recv_binary(self._ws)
-                except SessionClosed:
-                    self.abort("closed by peer")
-                    return
-                except SessionError as e:
-                    self.abort(str(e))
-                    raise
-                self.touch()
-                try:
-                    messages = self._core.feed_ws_message(data)
-                except FramingError as e:
-                    self.abort(f"framing: {e}")
-                    raise SessionError(str(e)) from None
-                for m in messages:
-                    self.messages_in += 1
-                    await deliver(self, m)
+            await self._wait_progress(done, transport.get_write_buffer_size)
         finally:
-            watchdog.cancel()
-            self.abort(self.close_reason or "done")
+            if not sending.done():
+                sending.cancel()
+        exc = None if sending.cancelled() else sending.exception()
+        if exc is not None:
+            self.abort(f"write failed: {exc}")
+            raise SessionClosed(str(exc))
 
-    def abort(self, reason: str) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.close_reason = reason
+    async def _read_loop(self, deliver: Deliver) -> None:
+        core = self._core
+        while not self.closed:
+            try:
+                data = await recv_binary(self._ws)
+            except SessionClosed:
+                self.abort("closed by peer")
+                return
+            self.touch()
+            try:
+                messages = core.feed_ws_message(data)
+            except FramingError as e:
+                raise SessionError(f"framing: {e}") from None
+            for m in messages:
+                self.messages_in += 1
+                pending = deliver(self, m)
+                if pending is not None:  # standalone use only (see Deliver)
+                    await pending
+
+    def _close_transport(self) -> None:
         # Close the TCP connection under the WS without a closing handshake, which a hostile
         # peer could stall; what we had written is still flushed.
         self._ws.transport.close()
@@ -182,13 +182,18 @@ async def read_first_message(ws: Connection) -> bytes:
     return await WsHandshakeChannel(ws).recv_handshake()
 
 
-async def accept(ws: Connection, hs: PeerHandshake, first: bytes | None = None) -> WsSession:
+async def accept(
+    ws: Connection,
+    hs: PeerHandshake,
+    first: bytes | None = None,
+    resolve: ResolveKey | None = None,
+) -> WsSession:
     """Run the responder side on an accepted WS connection (caller bounds the time).
 
     ``first`` is the first message when the caller has read it already (to route a
     RoutingRequest).
     """
-    await run_handshake(hs, WsHandshakeChannel(ws), first=first)
+    await run_handshake(hs, WsHandshakeChannel(ws), first=first, resolve=resolve)
     assert hs.peer_name is not None
     return WsSession(
         ws,

@@ -1,4 +1,4 @@
-"""Reference TCP framing, sans-I/O (see PROTOCOL-FACTS §3 "TCP framing", §4).
+"""Reference TCP framing, sans-I/O (docs/protocol.md §4 "TCP framing"; §7 "Routed connections").
 
 Handshake phase: every message, including a RoutingRequest, is ``[u16 BE len][bytes]``.
 The responder classifies the first frame with :func:`classify_first_frame`: exactly 32 bytes is

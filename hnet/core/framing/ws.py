@@ -1,4 +1,4 @@
-"""Reference WebSocket framing, sans-I/O (see PROTOCOL-FACTS §3 "WebSocket framing").
+"""Reference WebSocket framing, sans-I/O (docs/protocol.md §5 "WebSocket framing").
 
 Handshake phase: each Noise handshake message (and a RoutingRequest) is one whole binary WS
 message, so there is nothing to frame, only caps to enforce (:func:`check_handshake_message`;

@@ -1,7 +1,7 @@
 """msgpack encoding of the wire types, byte-identical to Rust's ``rmp_serde`` default.
 
-Encoding (PROTOCOL-FACTS §2)
-----------------------------
+Encoding (docs/protocol.md §2 "Serialization")
+----------------------------------------------
 Structs are arrays of their fields in declaration order; enums are externally tagged (newtype
 variant ``{"Name": value}``, struct variant ``{"Name": [fields]}``, unit variant ``"Name"``);
 every byte vector is an array of integers (never msgpack ``bin``); ``None`` is nil and

@@ -6,7 +6,7 @@ of its fields in this order. Sequences are tuples so values are immutable and, w
 no ``dict``, hashable. The ``ports`` maps (``HnsUpdate``, ``Direct``, ``Both``) are plain dicts,
 so those values, and an ``Identity`` holding them, compare by value but are not hashable.
 
-Names and addresses (PROTOCOL-FACTS §1):
+Names and addresses (docs/protocol.md §1 "Names and addresses"):
 
 - an ``Address`` string is ``node@process:package:publisher``: exactly one ``@``, exactly two
   ``:`` after it, no empty part. The node may contain ``:`` (the reference's parser allows it,

@@ -21,7 +21,6 @@ from collections import deque
 from collections.abc import Callable
 
 from hnet import limits
-from hnet.core.framing.errors import FramingError
 from hnet.core.handshake import HandshakeError, PeerHandshake
 from hnet.core.quic import backend as qb
 from hnet.core.quic.connection import (
@@ -36,8 +35,9 @@ from hnet.core.quic.connection import (
 from hnet.core.quic.errors import QuicAppError
 from hnet.core.quic.retry import RetryTokens
 from hnet.log import get_logger
+from hnet.transport.gate import HandshakeGate
 from hnet.transport.quic.udp import UdpSocket, bind_udp
-from hnet.transport.session import Deliver, IdleWatchdog, Session, SessionClosed, SessionError
+from hnet.transport.session import Deliver, Session, SessionClosed, SessionError
 
 __all__ = ["QuicListener", "QuicSession", "connect"]
 
@@ -78,6 +78,8 @@ class _Driver:
         self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
         self._keepalive: asyncio.TimerHandle | None = None
         self._torn_down = False
+        #: SendCredit events so far (a writer waiting for credit sees progress in it)
+        self.credit_events = 0
         # hooks for the owner (listener or client)
         self.on_handshake: Callable[[_Driver], None] = lambda d: None
         self.on_cid_issued: Callable[[_Driver, bytes], None] = lambda d, c: None
@@ -196,6 +198,7 @@ class _Driver:
                 if self.session is not None:
                     self.session.touch()
             elif isinstance(ev, SendCredit):
+                self.credit_events += 1
                 self._wake_credit.set()
             elif isinstance(ev, HandshakeDone):
                 self.settled.set()
@@ -259,6 +262,8 @@ class QuicSession(Session):
     """
 
     transport = "quic"
+    lanes = 2
+    small_size = limits.QUIC_SMALL_MESSAGE
 
     def __init__(
         self,
@@ -304,62 +309,65 @@ class QuicSession(Session):
         """Called by the driver when the connection closes, however it happens."""
         if ev.violation:
             self.violation = f"{_code_name(ev.code)}: {ev.reason}"
-        if not self.closed:
+        if self.closed:
+            return
+        if ev.by_peer:
+            reason = f"closed by peer ({_code_name(ev.code)}: {ev.reason})"
+        else:
+            reason = ev.reason or _code_name(ev.code)
+        if self.violation is not None:
+            # the reader reports the violation; it must still see it after the close
             self.closed = True
-            if ev.by_peer:
-                self.close_reason = f"closed by peer ({_code_name(ev.code)}: {ev.reason})"
-            else:
-                self.close_reason = ev.reason or _code_name(ev.code)
+            self.close_reason = reason
+            self._wake_reader()
+            return
+        self._closed_by_transport(reason)
 
-    async def send(self, message: bytes) -> None:
-        n = len(message)
-        if not 0 < n <= limits.MESSAGE_MAX_SIZE:
-            raise FramingError(f"message of {n} bytes (must be 1..{limits.MESSAGE_MAX_SIZE})")
-        core = self._drv.core
+    def _wake_reader(self) -> None:
+        self._drv._wake_inbox.set()
+
+    async def _write(self, data: bytes) -> None:
+        n = len(data)
+        if not 0 < n <= limits.MESSAGE_MAX_SIZE:  # checked by the sender: a bug of ours
+            raise ValueError(f"message of {n} bytes (must be 1..{limits.MESSAGE_MAX_SIZE})")
+        drv = self._drv
+        core = drv.core
         while not core.can_send(n):
             if self.closed or core.is_closed:
                 raise SessionClosed(self.close_reason or "closed")
-            await self._drv.wait_credit()
-        if self.closed:
+            await self._wait_progress(drv.wait_credit, lambda: drv.credit_events)
+        if self.closed or core.is_closed:
             raise SessionClosed(self.close_reason or "closed")
-        core.send_message(message)
-        self.messages_out += 1
-        self.touch()
-        self._drv.flush_soon()
+        core.send_message(data)
+        drv.flush_soon()
 
-    async def run(self, deliver: Deliver, idle_timeout: float) -> None:
+    async def _read_loop(self, deliver: Deliver) -> None:
         """Deliver messages until the session closes (return) or the peer breaks the protocol
         (:class:`SessionError`). Each message is acknowledged to its sender (its credit
-        returned) only once ``deliver`` has returned: a slow ``deliver`` slows the sender."""
+        returned) once delivered; ``deliver`` never blocks."""
         drv = self._drv
-        watchdog = IdleWatchdog(self, idle_timeout)
-        try:
-            while True:
+        while True:
+            if not drv.inbox:
+                if self.closed:
+                    break
+                await drv.wait_inbox()
                 if not drv.inbox:
-                    if self.closed:
-                        break
-                    await drv.wait_inbox()
-                    if not drv.inbox:
-                        break  # closed
-                if self.violation is not None:
-                    break  # never deliver after a protocol violation
-                ev = drv.inbox.popleft()
-                self.messages_in += 1
-                await deliver(self, ev.data)
-                if not drv.core.is_closed:
-                    drv.core.message_delivered(ev.stream_id)
-                    drv.flush_later()
+                    break  # closed
             if self.violation is not None:
-                raise SessionError(self.violation)
-        finally:
-            watchdog.cancel()
-            self.abort(self.close_reason or "done")
+                break  # never deliver after a protocol violation
+            ev = drv.inbox.popleft()
+            self.messages_in += 1
+            pending = deliver(self, ev.data)
+            if pending is not None:  # standalone use only (see Deliver)
+                await pending
+            if not drv.core.is_closed:
+                drv.core.message_delivered(ev.stream_id)
+                drv.flush_later()
+        if self.violation is not None:
+            raise SessionError(self.violation)
 
-    def abort(self, reason: str) -> None:
-        if not self.closed:
-            self.closed = True
-            self.close_reason = reason
-        self._drv.close(QuicAppError.NO_ERROR, reason)
+    def _close_transport(self) -> None:
+        self._drv.close(QuicAppError.NO_ERROR, self.close_reason or "closed")
 
     def rebind(self) -> qb.Addr:
         """Client only: move the connection to a new UDP socket (new local port).
@@ -457,8 +465,11 @@ class QuicListener:
         retry_threshold: int = limits.QUIC_RETRY_THRESHOLD,
         max_pending: int = limits.QUIC_MAX_PENDING_HANDSHAKES,
         max_connections: int = limits.QUIC_MAX_CONNECTIONS,
+        gate: HandshakeGate | None = None,
     ) -> None:
         self._backend = qb.get_backend(backend)
+        #: shared with the node's other listeners (one bound on handshakes in progress)
+        self._gate = gate if gate is not None else HandshakeGate(max_pending)
         self.retry_threshold = retry_threshold
         self.max_pending = max_pending
         self.max_connections = max_connections
@@ -583,10 +594,14 @@ class QuicListener:
             )
             self.stats["retries_sent"] += 1
             return
+        if not self._gate.try_enter():
+            self.stats["busy_drops"] += 1
+            return
         try:
             responder = self._make_responder()
         except Exception as e:
-            log.error("cannot make a responder handshake", error=repr(e))
+            self._gate.leave()
+            log.error("cannot make a responder handshake (local error)", error=repr(e))
             return
         core = NoiseQuicConnection(be.server(original_dcid, retry_scid), responder)
         drv = _Driver(core, self._udp.sendto)
@@ -613,15 +628,21 @@ class QuicListener:
         if self._by_cid.get(cid) is drv:
             del self._by_cid[cid]
 
+    def _unpend(self, drv: _Driver) -> asyncio.TimerHandle | None:
+        timer = self._pending.pop(drv, None)
+        if timer is not None:
+            self._gate.leave()
+        return timer
+
     def _handshake_expired(self, drv: _Driver) -> None:
-        if self._pending.pop(drv, None) is None:
+        if self._unpend(drv) is None:
             return
         self.stats["handshake_timeouts"] += 1
         log.info("quic handshake timed out", remote=_format_addr(drv.remote))
         drv.close(QuicAppError.HANDSHAKE_TIMEOUT, "handshake timed out")
 
     def _handshake_done(self, drv: _Driver) -> None:
-        timer = self._pending.pop(drv, None)
+        timer = self._unpend(drv)
         if timer is not None:
             timer.cancel()
         core = drv.core
@@ -640,7 +661,7 @@ class QuicListener:
             session.abort("not accepted")
 
     def _forget(self, drv: _Driver) -> None:
-        timer = self._pending.pop(drv, None)
+        timer = self._unpend(drv)
         if timer is not None:
             timer.cancel()
             self.stats["handshake_failures"] += 1

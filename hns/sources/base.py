@@ -1,0 +1,65 @@
+"""The one interface every HNS record source implements: Hypermap logs, new ones only, in order.
+
+A source is anything that yields Hypermap ``eth_getLogs`` objects (``docs/protocol.md`` §9):
+the local registry directory (:class:`hns.sources.registry.RegistrySource`) today, a chain
+JSON-RPC endpoint and a hypermap-cacher file directory later. The consumer feeds what it gets
+to one long-lived :class:`hns.Indexer`, so a source only has to deliver logs, never records.
+
+Why pull (``read_new``) and not push: the indexer needs logs strictly in order and exactly once,
+and a consumer that asks for "whatever is new" when it is ready gets both without queues
+between the two. Change detection is the consumer's business: it polls ``read_new`` (the PKI
+does so every ``PKI_POLL_INTERVAL`` and early on a lookup miss), so ``read_new`` must be cheap
+when nothing changed. A source that can learn of changes by push (a chain subscription) can
+add an optional ``wait_changed`` later without changing this protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+class SourceError(Exception):
+    """The source cannot be read right now (its directory is unreadable, its endpoint is down).
+
+    Nothing was consumed: the same logs are offered again by a later ``read_new``. The message
+    is one line, naming the source.
+    """
+
+
+@runtime_checkable
+class LogSource(Protocol):
+    """An incremental, ordered, at-most-once supply of Hypermap logs.
+
+    The contract, for every implementation:
+
+    * **Incremental.** ``read_new`` returns only logs it has not returned before; the first call
+      returns everything the source holds.
+    * **At most once per log.** No log is ever returned twice, by one call or across calls
+      (exact duplicates, e.g. overlapping cache files, are dropped).
+    * **Ordered.** One call's logs are in chain order (block number, then log index). Across
+      calls a source delivers in chain order as far as it can know it; a log it discovers late
+      (older than one it already returned) is still returned, once, and the implementation
+      documents when that can happen.
+    * **All-or-nothing per call.** If ``read_new`` raises :class:`SourceError` or is cancelled,
+      nothing counts as returned. Items the source cannot use (a corrupt file) are skipped and
+      described by :meth:`take_problems` instead of failing the whole call.
+    * **Off the event loop.** Any blocking I/O runs in a thread (``asyncio.to_thread``), so a
+      consumer on the event loop is never blocked. Calls are not made concurrently by a
+      well-behaved consumer; implementations serialise them anyway.
+    """
+
+    #: What the source reads, for messages: ``"registry /path/to/registry"``.
+    name: str
+
+    async def read_new(self) -> list[dict[str, object]]:
+        """The logs not returned before, in chain order. Raises :class:`SourceError`."""
+        ...
+
+    def take_problems(self) -> list[str]:
+        """One-line descriptions of what was skipped since the last call (for the consumer
+        to log); each problem is reported once, not on every poll."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the source holds (connections, threads); idempotent."""
+        ...
