@@ -148,6 +148,7 @@ class Node:
             supervisor=self._sup,
             resolve_key=self._resolve_key,
         )
+        self._addresses: dict[str, Address] = {}
         #: set at start when our record lists routers instead of an address
         self.indirect: IndirectRole | None = None
 
@@ -284,7 +285,7 @@ class Node:
             km,
             self._send_failed,
         )
-        return session.queue.push(item, headroom=limits.REPLY_HEADROOM)
+        return session.submit(item, headroom=limits.REPLY_HEADROOM)
 
     def _on_connection_request(self, km: KernelMessage, source: str) -> bool:
         if self.indirect is None:
@@ -371,11 +372,19 @@ class Node:
     ) -> Reply:
         """Send a request and wait for its response; ``timeout`` covers both the send (room in
         the queues, the write) and the wait. Raises :class:`SendFailed` (Offline, Timeout)."""
-        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout  # the loop's clock is time.monotonic
         rid, fut = self._tracker.open(target.node)
+        timer = loop.call_at(
+            deadline,
+            self._tracker.fail,
+            rid,
+            SendErrorKind.TIMEOUT,
+            f"no response within {timeout:g} s",
+        )
         km = KernelMessage(
             id=rid,
-            source=Address.parse(f"{self.name}@{process}"),
+            source=self._address(process),
             target=target,
             rsvp=None,
             message=Request(
@@ -389,20 +398,27 @@ class Node:
         )
         item: Outgoing | None = None
         try:
-            async with asyncio.timeout(timeout):
-                if target.node == self.name:
-                    self._dispatch(km, via=None)
-                else:
-                    item = self._outgoing(km, deadline)
-                    await self.peers.send(target.node, item, via=via)
-                return await fut
-        except TimeoutError:
-            raise SendFailed(SendErrorKind.TIMEOUT, f"no response within {timeout:g} s") from None
+            if target.node == self.name:
+                self._dispatch(km, via=None)
+            else:
+                item = self._outgoing(km, deadline)
+                await self.peers.send(target.node, item, via=via)
+            return await fut
         finally:
+            timer.cancel()
             self._tracker.close(rid)
             if item is not None and not item.finished:
                 # Still queued (the peer is not reading): give its bytes back now.
                 item.fail(SendErrorKind.TIMEOUT, "request timed out")
+
+    def _address(self, process: str) -> Address:
+        """``our@process``, parsed once per process."""
+        addr = self._addresses.get(process)
+        if addr is None:
+            addr = Address.parse(f"{self.name}@{process}")
+            if len(self._addresses) < 1024:
+                self._addresses[process] = addr
+        return addr
 
     # --- receiving -------------------------------------------------------------------------
 
@@ -480,7 +496,6 @@ def _default_timeout(km: KernelMessage) -> float:
     if isinstance(m, Request) and m.expects_response:
         return float(m.expects_response)
     return limits.DEFAULT_SEND_TIMEOUT
-
 
 
 __all__ = ["Node", "NodeConfig", "NodeStartError", "Reply", "SendFailed"]

@@ -29,42 +29,9 @@ from hnet.core.wire import (
 )
 from hnet.net.pki import Pki
 from hnet.net.requests import SendFailed
-from hnet.node import Node, NodeConfig
-from hnet.testing.cluster import free_port
+from hnet.node import Node
+from hnet.testing.harness import Net, hello
 from hnet.transport import tcp as tcp_transport
-from hns import Registry
-
-
-class Net:
-    """Registers names in one registry and builds Nodes on it."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.registry = Registry(root / "registry")
-        self.keys: dict[str, object] = {}
-        self.nodes: list[Node] = []
-
-    def register(self, name: str, transports: tuple[str, ...] = ("tcp", "ws")):
-        key = keys.generate()
-        self.keys[name] = key
-        self.registry.register(
-            name, keys.public_bytes(key), ip="127.0.0.1", ports={t: free_port() for t in transports}
-        )
-        return key
-
-    async def node(self, name: str, **kw: object) -> Node:
-        key = self.keys.get(name) or self.register(name)
-        cfg = NodeConfig(name=name, key=key, home=self.root / name, **kw)  # type: ignore[arg-type]
-        n = Node(cfg, Pki.from_registry(self.registry))
-        await n.start()
-        for other in self.nodes:  # running nodes hear of a registration within a poll interval
-            await other.pki.resolve(name)
-        self.nodes.append(n)
-        return n
-
-    async def close(self) -> None:
-        for n in self.nodes:
-            await n.aclose()
 
 
 @pytest.fixture
@@ -74,10 +41,6 @@ async def net(tmp_path: Path):
         yield n
     finally:
         await n.close()
-
-
-async def hello(node: Node, target: str, via: str | None = None, timeout: float = 5.0):
-    return await node.request(Address.net(target), b"hi", via=via, timeout=timeout)
 
 
 async def local(node: Node, action: object, blob: LazyLoadBlob | None = None):

@@ -10,9 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hnet import keys
 from hnet.core.wire import (
     Address,
     ConnectionRequest,
@@ -22,50 +20,9 @@ from hnet.core.wire import (
     decode_net_response,
     encode_net_action,
 )
-from hnet.net.pki import Pki
-from hnet.net.requests import Reply, SendFailed
-from hnet.node import Node, NodeConfig
-from hnet.testing.cluster import free_port
-from hns import Registry
-
-
-class Net:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.registry = Registry(root / "registry")
-        self.keys: dict[str, Ed25519PrivateKey] = {}
-        self.nodes: list[Node] = []
-
-    def direct(self, name: str, transports: tuple[str, ...] = ("tcp", "ws")) -> None:
-        self.keys[name] = keys.generate()
-        self.registry.register(
-            name,
-            keys.public_bytes(self.keys[name]),
-            ip="127.0.0.1",
-            ports={t: free_port() for t in transports},
-        )
-
-    def indirect(self, name: str, routers: list[str]) -> None:
-        self.keys[name] = keys.generate()
-        self.registry.register(name, keys.public_bytes(self.keys[name]), routers=routers)
-
-    async def node(self, name: str, **kw: object) -> Node:
-        kw.setdefault("router_reconnect_interval", 0.1)
-        cfg = NodeConfig(name=name, key=self.keys[name], home=self.root / name, **kw)  # type: ignore[arg-type]
-        n = Node(cfg, Pki.from_registry(self.registry))
-        await n.start()
-        for other in self.nodes:  # running nodes hear of a registration within a poll interval
-            await other.pki.resolve(name)
-        self.nodes.append(n)
-        return n
-
-    async def stop(self, node: Node) -> None:
-        await node.aclose()
-        self.nodes.remove(node)
-
-    async def close(self) -> None:
-        for n in list(self.nodes):
-            await n.aclose()
+from hnet.net.requests import SendFailed
+from hnet.node import Node
+from hnet.testing.harness import Net, hello, until
 
 
 @pytest.fixture
@@ -75,19 +32,6 @@ async def net(tmp_path: Path) -> AsyncIterator[Net]:
         yield n
     finally:
         await n.close()
-
-
-async def hello(node: Node, target: str, via: str | None = None, timeout: float = 5.0) -> Reply:
-    return await node.request(Address.net(target), b"hi", via=via, timeout=timeout)
-
-
-async def until(predicate, timeout: float = 10.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"{what} not reached within {timeout} s") from None
 
 
 async def routed_trio(net: Net, **router_kw: object) -> tuple[Node, Node, Node]:

@@ -157,6 +157,9 @@ class SendQueue:
             return 0
         return 1
 
+    def lane_len(self, lane: int) -> int:
+        return len(self._lanes[lane])
+
     def fits(self, n: int, headroom: int = 0) -> bool:
         """Would ``n`` more bytes fit this queue and the node's budget? ``headroom`` lets
         senders that cannot wait (replies made on a receive path) go a little over."""

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -54,6 +55,10 @@ from hnet.log import get_logger
 log = get_logger("net")
 
 NET_PROCESS = "net:distro:sys"
+#: A peer's hellos are logged at most this often (the rest counted in the next line).
+HELLO_LOG_INTERVAL = 1.0
+#: Peers whose last hello time is remembered for that (then the memory is reset).
+HELLO_LOG_PEERS = 4_096
 ACK = b"ack"
 
 #: (message, ``from``) -> True if the ConnectionRequest was taken (it is answered later)
@@ -95,6 +100,8 @@ class NetModule:
         self._on_connection_request = on_connection_request
         self._on_response = on_response
         self.hellos = 0
+        #: per peer: when its last hello was logged, and how many came since
+        self._hello_log: dict[str, tuple[float, int]] = {}
 
     def handle(self, km: KernelMessage, via: str | None) -> None:
         """Runs on the receive path: never blocks (replies are queued, never awaited)."""
@@ -116,10 +123,15 @@ class NetModule:
             self._remote(km, message, via)
 
     def _remote(self, km: KernelMessage, request: Request, via: str | None) -> None:
-        try:
-            action = decode_net_action(request.body)
-        except CodecError:
-            action = None
+        action = None
+        body = request.body
+        # A NetAction is an enum: a msgpack map (fixmap 0x80..0x8f) or a unit variant's name
+        # (fixstr 0xa0..0xbf); any other first byte is a hello, no decode attempt needed.
+        if body and (0x80 <= body[0] <= 0x8F or 0xA0 <= body[0] <= 0xBF):
+            try:
+                action = decode_net_action(body)
+            except CodecError:
+                action = None
         if isinstance(action, ConnectionRequest):
             hook = self._on_connection_request
             if hook is None or not hook(km, action.name):
@@ -130,13 +142,27 @@ class NetModule:
                 )
             return
         self.hellos += 1
+        self._log_hello(km.source.node, via, body)
+        self._reply(km, ACK)
+
+    def _log_hello(self, source: str, via: str | None, body: bytes) -> None:
+        """Log a hello; a peer that sends many is logged at most once per
+        HELLO_LOG_INTERVAL with the count since (a log line costs more than the hello)."""
+        now = time.monotonic()
+        last, count = self._hello_log.get(source, (0.0, 0))
+        if now - last < HELLO_LOG_INTERVAL:
+            self._hello_log[source] = (last, count + 1)
+            return
+        if len(self._hello_log) >= HELLO_LOG_PEERS:
+            self._hello_log.clear()
+        self._hello_log[source] = (now, 0)
         log.info(
             "hello",
-            source=km.source.node,
+            source=source,
             via=via,
-            text=request.body[:256].decode("utf-8", "replace"),
+            text=body[:256].decode("utf-8", "replace"),
+            unlogged_since_last=count,
         )
-        self._reply(km, ACK)
 
     def _local(self, km: KernelMessage, request: Request) -> None:
         try:

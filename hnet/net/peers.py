@@ -228,7 +228,12 @@ class PeerTable:
         self._room = asyncio.Event()
         self._waiting = 0
         budget.on_release = self._released
-        self.stats = {"protocol_errors": 0, "local_errors": 0, "dial_failures": 0}
+        self.stats = {
+            "protocol_errors": 0,
+            "local_errors": 0,
+            "dial_failures": 0,
+            "simultaneous_opens": 0,
+        }
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -328,7 +333,7 @@ class PeerTable:
         self._touch(peer)
         session = peer.usable(via)
         if session is not None and session.queue is not None:
-            return session.queue.push(item, headroom=headroom)
+            return session.submit(item, headroom=headroom)
         if not peer.dial_queue.push(item, headroom=headroom):
             self._forget_if_idle(peer)
             return False
@@ -396,6 +401,7 @@ class PeerTable:
         peer.fire(PeerEvent.DIAL_OK)
         if keep_current:
             # Simultaneous open: the peer's dial (the smaller name's) wins on both ends.
+            self.stats["simultaneous_opens"] += 1
             log.info("simultaneous open: keeping the peer's session", peer=peer.name)
             self._retire(peer, session)
             assert current is not None and current.queue is not None
@@ -419,6 +425,7 @@ class PeerTable:
             and self.our_name < peer.name
             and time.monotonic() - current.created < limits.SIMULTANEOUS_OPEN_WINDOW
         ):
+            self.stats["simultaneous_opens"] += 1
             log.info("simultaneous open: our session wins; theirs retired", peer=peer.name)
             self._retire(peer, session)
             return

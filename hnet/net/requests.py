@@ -7,6 +7,7 @@ sender is told why not: ``SendFailed`` with Offline or Timeout.
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import time
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ class RequestTracker:
         self._pending: dict[int, _Pending] = {}
         self._max = max_pending
         self._high_water = 0
+        # Ids only need to be unique among our outstanding requests and not guessable in
+        # advance by a peer; a PRNG seeded from the OS is enough and far cheaper per call.
+        self._ids = random.Random(secrets.randbits(128))
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -53,7 +57,7 @@ class RequestTracker:
         if len(self._pending) >= self._max:
             raise SendFailed(SendErrorKind.OFFLINE, "too many outstanding requests")
         while True:
-            rid = secrets.randbits(64)
+            rid = self._ids.getrandbits(64)
             if rid not in self._pending:
                 break
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()

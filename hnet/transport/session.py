@@ -24,7 +24,7 @@ from typing import Protocol
 
 from hnet import limits
 from hnet.core.handshake import PeerHandshake
-from hnet.core.sendqueue import ByteBudget, Outgoing, SendQueue
+from hnet.core.sendqueue import ByteBudget, Outgoing, OutgoingState, SendQueue
 from hnet.core.wire import SendErrorKind
 from hnet.log import get_logger
 
@@ -116,6 +116,8 @@ class Session(abc.ABC):
         self.queue: SendQueue | None = None
         self._on_closed: OnClosed | None = None
         self._wake: list[asyncio.Event] = []
+        #: per lane: its writer holds a message (so a new one must queue behind it)
+        self._busy: list[bool] = [False] * self.lanes
         self._tasks: list[asyncio.Task[None]] = []
         self._closed_reported = False
         #: standalone use: set when queued bytes are given back
@@ -151,6 +153,30 @@ class Session(abc.ABC):
         if self.closed:  # closed between the handshake and now
             self._report_closed()
 
+    def submit(self, item: Outgoing, headroom: int = 0) -> bool:
+        """Queue ``item`` for the writer, or write it at once when its lane is idle and the
+        transport takes it without waiting (the common case: no task switch, same order).
+        False: no room in the queue (the caller waits or fails it)."""
+        queue = self.queue
+        assert queue is not None, "session not started"
+        lane = queue.lane_of(item)
+        if (
+            not self._busy[lane]
+            and not queue.lane_len(lane)
+            and not self.closed
+            and self._write_nowait(item.data)
+        ):
+            self.messages_out += 1
+            self.touch()
+            item.written()
+            return True
+        return queue.push(item, headroom=headroom)
+
+    def _write_nowait(self, data: bytes) -> bool:
+        """Write one message if the transport takes it now without blocking; False if not
+        (then it is queued for the writer). Transports override this; default: never."""
+        return False
+
     # --- standalone use (tests, benchmarks, tools): no node, no peer table ------------------
 
     def _ensure_writers(self) -> SendQueue:
@@ -171,13 +197,16 @@ class Session(abc.ABC):
         return self.queue
 
     async def send(self, data: bytes, timeout: float = limits.DEFAULT_SEND_TIMEOUT) -> None:
-        """Standalone use: queue one message and wait until the transport has taken it.
+        """Standalone use: send one message, waiting until the transport has taken it.
         Raises SessionClosed if it cannot be sent, ValueError for a bad size."""
         if not 0 < len(data) <= limits.MESSAGE_MAX_SIZE:
             raise ValueError(f"message of {len(data)} bytes (must be 1..{limits.MESSAGE_MAX_SIZE})")
         if self.closed:
             raise SessionClosed(self.close_reason or "closed")
-        queue = self._ensure_writers()
+        self._ensure_writers()
+        item = Outgoing(data, time.monotonic() + timeout, None)
+        if self.submit(item) and item.finished:
+            return  # written at once (the common case)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def failed(_item: Outgoing, _kind: SendErrorKind, reason: str) -> None:
@@ -188,18 +217,20 @@ class Session(abc.ABC):
             if not done.done():
                 done.set_result(None)
 
-        item = Outgoing(data, time.monotonic() + timeout, None, failed, written)
-        async with asyncio.timeout(timeout):
-            while not queue.push(item):
-                if self.closed:
-                    raise SessionClosed(self.close_reason or "closed")
-                self._room.clear()
-                await self._room.wait()
-            try:
+        item.on_fail, item.on_written = failed, written
+        try:
+            async with asyncio.timeout(timeout):
+                while item.state is OutgoingState.QUEUED and item._queue is None:
+                    # not queued yet: no room; wait for some
+                    if self.closed:
+                        raise SessionClosed(self.close_reason or "closed")
+                    self._room.clear()
+                    await self._room.wait()
+                    self.submit(item)
                 await done
-            finally:
-                if not item.finished:
-                    item.fail(SendErrorKind.TIMEOUT, "cancelled")
+        finally:
+            if not item.finished:
+                item.fail(SendErrorKind.TIMEOUT, "cancelled")
 
     async def run(self, deliver: Deliver, idle_timeout: float) -> None:
         """Standalone use: read and deliver until the peer closes (return), breaks the
@@ -323,6 +354,7 @@ class Session(abc.ABC):
         assert self.queue is not None
         queue = self.queue
         wake = self._wake[lane]
+        busy = self._busy
         item: Outgoing | None = None
         try:
             while not self.closed:
@@ -335,7 +367,9 @@ class Session(abc.ABC):
                     item.fail(SendErrorKind.TIMEOUT, "not sent within its deadline")
                     item = None
                     continue
+                busy[lane] = True
                 await self._write(item.data)
+                busy[lane] = False
                 self.messages_out += 1
                 self.touch()
                 item.written()

@@ -85,6 +85,14 @@ class TcpSession(Session):
         self._reader = reader
         self._writer = writer
         self._core = TcpTransport(*ciphers)
+        self._high_water = writer.transport.get_write_buffer_limits()[1]
+
+    def _write_nowait(self, data: bytes) -> bool:
+        transport = self._writer.transport
+        if transport.is_closing() or transport.get_write_buffer_size() > self._high_water:
+            return False
+        transport.write(self._core.encrypt_message(data))
+        return True
 
     async def _write(self, data: bytes) -> None:
         w = self._writer

@@ -326,6 +326,14 @@ class QuicSession(Session):
     def _wake_reader(self) -> None:
         self._drv._wake_inbox.set()
 
+    def _write_nowait(self, data: bytes) -> bool:
+        core = self._drv.core
+        if core.is_closed or not core.can_send(len(data)):
+            return False
+        core.send_message(data)
+        self._drv.flush_soon()
+        return True
+
     async def _write(self, data: bytes) -> None:
         n = len(data)
         if not 0 < n <= limits.MESSAGE_MAX_SIZE:  # checked by the sender: a bug of ours
