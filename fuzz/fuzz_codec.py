@@ -181,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vectors", type=Path, default=None)
     parser.add_argument("--plain", action="store_true", help="never use atheris")
     args = parser.parse_args(argv)
-    path = args.vectors or find_vector_file()
-    if path is None:
-        print("no vector file found (set HNET_INTEROP_DIR or pass --vectors)", file=sys.stderr)
+    try:
+        path = args.vectors or find_vector_file()
+    except FileNotFoundError as e:
+        print(f"{e} (set HNET_INTEROP_DIR or pass --vectors)", file=sys.stderr)
         return 2
     seeds = load_vectors(path)
     if not args.plain:

@@ -266,7 +266,7 @@ class ControlServer:
         }
 
     async def _status(self, req: JsonObj) -> JsonObj:
-        tracker = self.node._tracker
+        tracker = self.node.requests
         return {
             "ok": True,
             "name": self.node.name,
@@ -297,7 +297,7 @@ class ControlServer:
             return _usage("text must not be empty when size is above 0")
         if target == self.node.name:
             return _usage(f"{target}: that is this node")
-        rec = self.node.pki.record(target)
+        rec = await self.node.pki.resolve(target, min(timeout, limits.PKI_RESOLVE_TIMEOUT))
         if rec is None:
             return {
                 "ok": False,
@@ -352,7 +352,7 @@ class ControlServer:
         via = req.get("via")
         if not 1 <= count <= 100_000 or not 0 <= size <= 1_000_000:
             return _usage("count in 1..100000, size in 0..1e6")
-        if self.node.pki.record(target) is None:
+        if await self.node.pki.resolve(target) is None:
             return {"ok": False, "kind": "lookup", "error": f"{target}: not in HNS"}
         address = Address.net(target)
         body = b"x" * size

@@ -93,7 +93,7 @@ INBOX_SIZE = 4_096
 #: ... and the bytes they may hold together.
 INBOX_BYTES = 64 * 1024 * 1024
 
-# --- routing (routers and indirect nodes, PROTOCOL-FACTS §4) -------------------------------
+# --- routing (routers and indirect nodes, docs/protocol.md §7) -------------------------------
 
 #: Default bound on passthroughs (pending + active) a router holds. Reference:
 #: DEFAULT_MAX_PASSTHROUGHS = 0, i.e. a node is not a router unless its operator says so

@@ -153,13 +153,26 @@ class Node:
         self.indirect: IndirectRole | None = None
 
     @property
+    def requests(self) -> RequestTracker:
+        """Outstanding requests of local callers (read-only use: counts, high water)."""
+        return self._tracker
+
+    @property
     def listening(self) -> dict[str, tuple[str, int]]:
         return self.listeners.listening
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the PKI, check our record and key, then listen on our record's ports."""
+        """Load the PKI, check our record and key, then listen on our record's ports. On
+        failure (NodeStartError) everything started is stopped again."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _start(self) -> None:
         await self.pki.start()
         rec = self.pki.record(self.name)
         if rec is None:

@@ -46,12 +46,9 @@ class StubNode:
     def __init__(self) -> None:
         self.listening = {"tcp": ("127.0.0.1", 1)}
         self.config = SimpleNamespace(transports=("quic", "tcp", "ws"))
-        self.pki = SimpleNamespace(
-            record=lambda n: object() if n.endswith(".os") and n != "nobody.os" else None,
-            source="stub registry",
-        )
+        self.pki = SimpleNamespace(resolve=self._resolve, source="stub registry")
         self.peers = SimpleNamespace(infos=list)
-        self._tracker = StubTracker()
+        self.requests = StubTracker()
         self.diag_text = "diag"
         self.bodies: list[bytes] = []
         self.gates: dict[bytes, asyncio.Event] = {}
@@ -61,6 +58,9 @@ class StubNode:
 
     def diagnostics(self) -> str:
         return self.diag_text
+
+    async def _resolve(self, name: str, timeout: float = 1.0) -> object | None:
+        return object() if name.endswith(".os") and name != "nobody.os" else None
 
     async def request(
         self, address: Address, body: bytes, *, timeout: float, via: str | None

@@ -327,7 +327,7 @@ async def test_full_queue_gives_offline_to_nowait_and_timeout_to_waiting_senders
         session = a.peers.session("stall.os")
         assert session is not None and session.queue is not None
         n_before = len(inbox.failures())
-        for i in range(10):
+        for _ in range(10):
             a.peers.send_nowait(
                 "stall.os",
                 a._outgoing(message(a, "stall.os", b"r" * 600_000), time.monotonic() + 30),
@@ -394,7 +394,7 @@ async def test_simultaneous_open_converges_without_cutting_a_session(net: Net) -
 
 async def test_fallback_to_a_retired_session(net: Net) -> None:
     a = await net.node("a.os", retire_grace=30)
-    b = await net.node("b.os", retire_grace=30)
+    await net.node("b.os", retire_grace=30)
     await hello(a, "b.os", "tcp")
     tcp = a.peers.session("b.os")
     await hello(a, "b.os", "ws")  # a new session over ws; the tcp one is retired

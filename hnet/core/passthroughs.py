@@ -1,4 +1,4 @@
-"""A router's passthrough bookkeeping, sans-I/O (docs/protocol.md §4).
+"""A router's passthrough bookkeeping, sans-I/O (docs/protocol.md §7).
 
 :class:`PassthroughTable` bounds what a router holds: pending passthroughs (a source's socket
 parked while the indirect target is asked to connect) plus active ones (pipes) never exceed

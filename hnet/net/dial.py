@@ -3,7 +3,7 @@
 Every connection a node opens goes through :meth:`Dialler.dial` (to reach a peer) or
 :meth:`Dialler.answer_via_router` (an indirect node opening its side of a routed connection),
 and every attempt through :func:`attempt_all`, the only loop that tries endpoints in turn
-(docs/architecture.md, "Dial order and sessions"; docs/protocol.md §4 for routing):
+(docs/architecture.md, "Dial order and sessions"; docs/protocol.md §7 for routing):
 
 - A direct peer: its record's transports in our order (QUIC, TCP, WS: TCP before WS as the
   reference). When it offers QUIC (our extension, so an hnet peer) and others, QUIC and the

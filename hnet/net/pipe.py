@@ -1,4 +1,4 @@
-"""A router's byte pipes over a transport-neutral stream interface (docs/protocol.md §4).
+"""A router's byte pipes over a transport-neutral stream interface (docs/protocol.md §7).
 
 A router pairs two connections and copies what arrives on one to the other, both ways. It
 never sees plaintext; the Noise session runs end to end through the pipe. When either side

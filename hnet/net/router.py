@@ -1,4 +1,4 @@
-"""The router role: pair a connection that opened with a RoutingRequest (docs/protocol.md §4).
+"""The router role: pair a connection that opened with a RoutingRequest (docs/protocol.md §7).
 
 On an inbound connection whose first frame is a RoutingRequest from ``source`` for
 ``target`` (checked by :func:`hnet.core.relay.check`), the router
