@@ -13,10 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from hnet.log import get_logger
-
-log = get_logger("passthrough")
-
 __all__ = ["Key", "Passthrough", "PassthroughTable", "PipeEnd", "PipeError"]
 
 Key = tuple[str, str]
@@ -106,11 +102,13 @@ class PassthroughTable:
         """Remove and return the pending passthrough from ``source`` to ``target``."""
         return self._pending.pop((source, target), None)
 
-    def make_room(self) -> None:
-        """Evict the oldest passthroughs (pending or active) until one more fits."""
+    def make_room(self) -> list[Passthrough]:
+        """Evict the oldest passthroughs (pending or active) until one more fits; returns
+        them (closed), for the caller to log."""
+        evicted: list[Passthrough] = []
         while self._pending or self._active:
             if len(self) < self.max_passthroughs:
-                return
+                return evicted
             oldest_pending = next(iter(self._pending.values()), None)
             oldest_active = next(iter(self._active), None)
             if oldest_active is not None and (
@@ -123,12 +121,9 @@ class PassthroughTable:
                 del self._pending[oldest_pending.key]
                 victim = oldest_pending
             self.evicted += 1
-            log.info(
-                "passthrough evicted (max passthroughs)",
-                source=victim.source,
-                target=victim.target,
-            )
             victim.close("evicted (max passthroughs)")
+            evicted.append(victim)
+        return evicted
 
     def park(self, entry: Passthrough) -> None:
         """Add a pending passthrough (call :meth:`make_room` first); an older one for the same

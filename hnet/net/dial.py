@@ -26,16 +26,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from websockets.exceptions import WebSocketException
 
 from hnet import limits
 from hnet.core import relay
-from hnet.core.handshake import HandshakeError, PeerHandshake
+from hnet.core.handshake import PeerHandshake
 from hnet.log import get_logger
 from hnet.net.peers import DialError, failure_reason
 from hnet.net.pki import Pki
 from hnet.supervisor import Supervisor
-from hnet.transport.session import Session, SessionError
+from hnet.transport.errors import CONNECT_ERRORS
+from hnet.transport.session import Session
 from hns import NodeRecord
 
 log = get_logger("dial")
@@ -59,7 +59,7 @@ ROUTED_TRANSPORTS = ("tcp", "ws")
 Connector = Callable[[str, int, PeerHandshake, "bytes | None"], Awaitable[Session]]
 
 #: What a failed attempt can raise; anything else is a bug of ours and propagates.
-ATTEMPT_ERRORS = (HandshakeError, SessionError, TimeoutError, OSError, WebSocketException)
+ATTEMPT_ERRORS = CONNECT_ERRORS
 
 
 @dataclass(frozen=True)

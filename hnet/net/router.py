@@ -22,8 +22,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from websockets.exceptions import WebSocketException
-
 from hnet import limits
 from hnet.core.handshake import KeyLookup
 from hnet.core.passthroughs import Passthrough, PassthroughTable
@@ -32,6 +30,7 @@ from hnet.core.wire import CodecError, decode_routing_request
 from hnet.log import get_logger
 from hnet.net.peers import failure_reason
 from hnet.net.pipe import OpenEnd, PipeEnd, pipe
+from hnet.transport.errors import CONNECT_ERRORS
 from hns import NodeRecord
 
 log = get_logger("router")
@@ -126,12 +125,18 @@ class Router:
         if target is not None and port:
             try:
                 other = await self._open_end(end.kind, target.ips[0], port)
-            except (OSError, TimeoutError, WebSocketException) as e:
+            except CONNECT_ERRORS as e:
                 raise RoutingRefused(
                     f"{rr.target} unreachable over {end.kind}: {failure_reason(e)}"
                 ) from None
             return self._start(rr.source, rr.target, end, other)
         return await self._park(rr.source, rr.target, end)
+
+    def _make_room(self) -> None:
+        for victim in self.table.make_room():
+            log.info(
+                "passthrough evicted (max passthroughs)", source=victim.source, target=victim.target
+            )
 
     async def _learn_names(self, first: bytes) -> None:
         """Names we do not know yet (registered a moment ago, not yet indexed) are looked up
@@ -178,7 +183,7 @@ class Router:
             a.close()
             b.close()
 
-        self.table.make_room()
+        self._make_room()
         entry = self.table.new(source, target, close)
         self.table.start(entry)
         self.stats["pipes"] += 1
@@ -200,7 +205,7 @@ class Router:
             self._parked.pop(entry, None)
             parked.drop()
 
-        self.table.make_room()
+        self._make_room()
         entry = self.table.new(source, target, on_close)
         self.table.park(entry)
         self._parked[entry] = parked
