@@ -299,3 +299,19 @@ def test_garbage_fails():
     _, _, _, r_recv = pair()
     with pytest.raises(QuicProtocolError):
         MessageOpener(r_recv.cipher(4)).feed(struct.pack(">H", 20) + os.urandom(20))
+
+
+def test_stream_byte_cap_is_one_maximal_message() -> None:
+    """QUIC_STREAM_MAX_BYTES is exactly what the largest message takes on the wire, and a
+    stream carrying more is a violation before the surplus is buffered."""
+    from hnet import limits
+    from hnet.core.noise import CipherState
+    from hnet.core.quic.errors import QuicProtocolError
+    from hnet.core.quic.streams import MessageOpener, wire_size
+
+    assert wire_size(limits.MESSAGE_MAX_SIZE) == limits.QUIC_STREAM_MAX_BYTES
+    opener = MessageOpener(CipherState(bytes(32)))
+    opener._wire = limits.QUIC_STREAM_MAX_BYTES  # as if a maximal message had been fed
+    assert opener.feed(b"") is None  # nothing more: fine
+    with pytest.raises(QuicProtocolError, match="carries over"):
+        opener.feed(b"\x00")  # one byte more (a lone byte alone would just be buffered)

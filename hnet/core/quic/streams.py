@@ -34,7 +34,13 @@ from hnet.core.noise.cipher import CipherState
 from hnet.core.noise.errors import NoiseError
 from hnet.core.noise.primitives import hmac_hash
 from hnet.core.quic.errors import QuicAppError, QuicProtocolError
-from hnet.limits import MESSAGE_MAX_SIZE, NOISE_MAX_MESSAGE, NOISE_MAX_PLAINTEXT, NOISE_TAG_LEN
+from hnet.limits import (
+    MESSAGE_MAX_SIZE,
+    NOISE_MAX_MESSAGE,
+    NOISE_MAX_PLAINTEXT,
+    NOISE_TAG_LEN,
+    QUIC_STREAM_MAX_BYTES,
+)
 
 __all__ = [
     "DIR_I2R",
@@ -199,6 +205,7 @@ class MessageOpener:
         "_on_claim",
         "_parts",
         "_state",
+        "_wire",
     )
 
     def __init__(
@@ -218,6 +225,8 @@ class MessageOpener:
         self._got = 0
         self._parts: list[bytes] = []
         self._broken = False
+        #: bytes fed so far: never more than one maximal message takes on the wire
+        self._wire = 0
 
     @property
     def claimed(self) -> int:
@@ -234,6 +243,11 @@ class MessageOpener:
             raise QuicProtocolError(QuicAppError.PROTOCOL_VIOLATION, "stream already failed")
         try:
             if data:
+                self._wire += len(data)
+                if self._wire > QUIC_STREAM_MAX_BYTES:
+                    raise self._violation(
+                        f"stream carries over {QUIC_STREAM_MAX_BYTES} bytes (one message's most)"
+                    )
                 self._feed(data)
             if not fin:
                 return None
