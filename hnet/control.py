@@ -261,6 +261,7 @@ class ControlServer:
             "ping": self._ping,
             "burst": self._burst,
             "peers": self._peers,
+            "lookup": self._lookup,
             "diag": self._diag,
             "stop": self._stop,
         }
@@ -368,6 +369,21 @@ class ControlServer:
 
     async def _peers(self, req: JsonObj) -> JsonObj:
         return {"ok": True, "peers": [asdict(i) for i in self.node.peers.infos()]}
+
+    async def _lookup(self, req: JsonObj) -> JsonObj:
+        """The node's current HNS record for ``name`` (what its dials use), or a lookup error."""
+        name = str(req["name"])
+        rec = self.node.pki.record(name)
+        if rec is None:
+            return {"ok": False, "kind": "lookup", "error": f"{name}: not in HNS"}
+        return {
+            "ok": True,
+            "name": rec.name,
+            "net_key": rec.net_key,
+            "ips": list(rec.ips),
+            "ports": dict(rec.ports),
+            "routers": list(rec.routers),
+        }
 
     async def _diag(self, req: JsonObj) -> JsonObj:
         return {"ok": True, "text": self.node.diagnostics()}

@@ -149,6 +149,7 @@ class Node:
             resolve_key=self._resolve_key,
         )
         self._addresses: dict[str, Address] = {}
+        self._up = False
         #: set at start when our record lists routers instead of an address
         self.indirect: IndirectRole | None = None
 
@@ -171,6 +172,7 @@ class Node:
         except BaseException:
             await self.aclose()
             raise
+        self._up = True
 
     async def _start(self) -> None:
         await self.pki.start()
@@ -236,7 +238,9 @@ class Node:
         await self._sup.aclose()
         await self.listeners.aclose()
         await self.pki.aclose()
-        log.info("node down", name=self.name)
+        if self._up:
+            log.info("node down", name=self.name)
+            self._up = False
 
     # --- connections -----------------------------------------------------------------------
 

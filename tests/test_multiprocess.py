@@ -413,7 +413,13 @@ def test_quic_blocked_falls_back_to_tcp(tmp_path: Path) -> None:
                 ip="127.0.0.1",
                 ports={**dave.ports, "quic": blackhole.getsockname()[1]},
             )
-            await asyncio.sleep(0.6)  # erin re-reads the registry on hits every 0.5 s
+            blackhole_port = blackhole.getsockname()[1]
+            async with asyncio.timeout(10):  # until erin's PKI has dave's new record
+                while True:
+                    rec = await c.call("erin.os", {"op": "lookup", "name": "dave.os"})
+                    if rec["ok"] and rec["ports"].get("quic") == blackhole_port:
+                        break
+                    await asyncio.sleep(0.05)
             t0 = time.monotonic()
             reply = await c.call("erin.os", {"op": "ping", "target": "dave.os", "via": None})
             elapsed = time.monotonic() - t0

@@ -30,7 +30,7 @@ from hnet.core.wire import (
 from hnet.net.pki import Pki
 from hnet.net.requests import SendFailed
 from hnet.node import Node
-from hnet.testing.harness import Net, hello
+from hnet.testing.harness import Net, hello, until
 from hnet.transport import tcp as tcp_transport
 
 
@@ -174,7 +174,7 @@ async def test_shutdown_reports_outstanding_requests(net: Net) -> None:
     server = await asyncio.start_server(tarpit, "127.0.0.1", port)
     try:
         pending = asyncio.ensure_future(hello(a, "tarpit.os", timeout=30))
-        await asyncio.sleep(0.2)
+        await until(lambda: bool(conns), what="the dial reached the tarpit")
         assert not pending.done()
         await a.aclose()
         net.nodes.remove(a)

@@ -248,7 +248,8 @@ async def test_backpressure_waits_for_delivery(book: Book, backend: str):
             await wait_until(lambda: len(got) == 1)  # the receiver holds the first one
             core = server.sessions[0]._drv.core
             await wait_until(lambda: core.inbound_open == limits.QUIC_MAX_STREAMS)
-            await asyncio.sleep(0.05)
+            for _ in range(50):  # loop turns, not time: it stays blocked until credit returns
+                await asyncio.sleep(0)
             assert not blocked.done()
             assert s._drv.core.outbound_open == limits.QUIC_MAX_STREAMS
             release.set()

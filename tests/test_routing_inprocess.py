@@ -5,7 +5,6 @@ Every wait is bounded."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -165,8 +164,9 @@ async def test_indirect_node_shuts_down_cleanly(net: Net) -> None:
     net.direct("dead.os")
     net.indirect("c.os", ["dead.os"])
     c = await net.node("c.os")
-    await asyncio.sleep(0.3)  # a few reconnect rounds against a refused port
     assert c.indirect is not None
+    indirect = c.indirect
+    await until(lambda: indirect.stats["dials"] >= 3, what="a few reconnect rounds")
     await net.stop(c)
     assert len(c.indirect._sup) == 0
 

@@ -62,7 +62,7 @@ class IndirectRole:
         self._sup = Supervisor(f"indirect {our_name}")
         #: last dial failure per router, logged when it changes (not every round)
         self._failure: dict[str, str | None] = {}
-        self.stats = {"accepted": 0, "rejected": 0}
+        self.stats = {"accepted": 0, "rejected": 0, "dials": 0}
 
     # --- sessions to our routers --------------------------------------------------------------
 
@@ -87,6 +87,7 @@ class IndirectRole:
             await asyncio.sleep(self.reconnect_interval)
 
     async def _connect(self, router: str) -> None:
+        self.stats["dials"] += 1
         try:
             session = await self._dial_router(router)
         except DialError as e:
