@@ -28,6 +28,7 @@ from hnet.core.wire import (
     KernelMessage,
     LazyLoadBlob,
     NetResponse,
+    ProcessId,
     Rejected,
     Request,
     ResponseMessage,
@@ -55,6 +56,7 @@ from hnet.transport.session import Session
 
 log = get_logger("node")
 
+_NET_PROCESS_ID = ProcessId.parse(NET_PROCESS)
 #: The process our ping requests come from.
 PING_PROCESS = "ping:hnet:sys"
 
@@ -392,13 +394,7 @@ class Node:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout  # the loop's clock is time.monotonic
         rid, fut = self._tracker.open(target.node)
-        timer = loop.call_at(
-            deadline,
-            self._tracker.fail,
-            rid,
-            SendErrorKind.TIMEOUT,
-            f"no response within {timeout:g} s",
-        )
+        timer = loop.call_at(deadline, self._tracker.expire, rid, timeout)
         km = KernelMessage(
             id=rid,
             source=self._address(process),
@@ -454,13 +450,12 @@ class Node:
 
     def _dispatch(self, km: KernelMessage, via: str | None) -> None:
         """Hand ``km`` (for this node) to its process. Never blocks."""
-        process = str(km.target.process)
-        if process == NET_PROCESS:
+        if km.target.process == _NET_PROCESS_ID:
             self.net.handle(km, via)
             return
         if isinstance(km.message, ResponseMessage) and self._tracker.resolve(km, via):
             return
-        reg = self.processes.get(process)
+        reg = self.processes.get(str(km.target.process))
         if reg is not None:
             reg.put(Incoming(km, via))
             return

@@ -60,6 +60,10 @@ HELLO_LOG_INTERVAL = 1.0
 #: Peers whose last hello time is remembered for that (then the memory is reset).
 HELLO_LOG_PEERS = 4_096
 ACK = b"ack"
+#: Every ack is the same (immutable) Response: built once.
+_ACK_MESSAGE = ResponseMessage(
+    Response(inherit=False, body=ACK, metadata=None, capabilities=()), None
+)
 
 #: (message, ``from``) -> True if the ConnectionRequest was taken (it is answered later)
 OnConnectionRequest = Callable[[KernelMessage, str], bool]
@@ -143,7 +147,9 @@ class NetModule:
             return
         self.hellos += 1
         self._log_hello(km.source.node, via, body)
-        self._reply(km, ACK)
+        self._send(
+            KernelMessage(km.id, self.address, km.rsvp or km.source, None, _ACK_MESSAGE, None)
+        )
 
     def _log_hello(self, source: str, via: str | None, body: bytes) -> None:
         """Log a hello; a peer that sends many is logged at most once per
@@ -205,9 +211,7 @@ class NetModule:
         """Answer the request ``km`` with a NetResponse."""
         self._reply(km, encode_net_response(response))
 
-    def _reply(
-        self, km: KernelMessage, body: bytes, blob: LazyLoadBlob | None = None
-    ) -> None:
+    def _reply(self, km: KernelMessage, body: bytes, blob: LazyLoadBlob | None = None) -> None:
         self._send(
             KernelMessage(
                 id=km.id,

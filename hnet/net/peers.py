@@ -56,6 +56,7 @@ from hnet.core.sendqueue import ByteBudget, Outgoing, SendQueue
 from hnet.core.wire import (
     CodecError,
     KernelMessage,
+    ProcessId,
     SendErrorKind,
     decode_kernel_message,
 )
@@ -227,6 +228,7 @@ class PeerTable:
         self._closing = False
         self._room = asyncio.Event()
         self._waiting = 0
+        self._safe: dict[ProcessId, bool] = {}
         budget.on_release = self._released
         self.stats = {
             "protocol_errors": 0,
@@ -579,7 +581,13 @@ class PeerTable:
         if km.source.node != session.peer_name:
             self.stats["protocol_errors"] += 1
             raise SessionError(f"spoofed source {km.source.node!r} from {session.peer_name}")
-        if not km.source.process.is_hypermap_safe():
+        process = km.source.process
+        safe = self._safe.get(process)
+        if safe is None:
+            safe = process.is_hypermap_safe()
+            if len(self._safe) < 4096:  # a bounded memo: the same few processes talk
+                self._safe[process] = safe
+        if not safe:
             self.stats["protocol_errors"] += 1
             raise SessionError(f"non-hypermap-safe source process {km.source.process}")
         self._touch(peer)

@@ -83,6 +83,10 @@ class RequestTracker:
         p.future.set_exception(SendFailed(kind, reason))
         return True
 
+    def expire(self, rid: int, timeout: float) -> None:
+        """The request's deadline passed (a timer calls this): Timeout, if still waiting."""
+        self.fail(rid, SendErrorKind.TIMEOUT, f"no response within {timeout:g} s")
+
     def fail_all(self, reason: str) -> None:
         for rid in list(self._pending):
             self.fail(rid, SendErrorKind.OFFLINE, reason)
