@@ -44,8 +44,6 @@ from typing import Any, ClassVar, Protocol
 if __package__ in (None, ""):  # run as a script: make ``bench`` and ``hnet`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from websockets.asyncio.server import Server, ServerConnection
-from websockets.asyncio.server import serve as ws_serve
 
 from bench.common import (
     BENCH_DIR,
@@ -545,32 +543,24 @@ class WsPair(SessionPair):
 
     def __init__(self, server_deliver: SessionDeliver) -> None:
         super().__init__(server_deliver)
-        self._server: Server | None = None
+        self._server: asyncio.Server | None = None
 
-    async def _on_ws(self, ws: ServerConnection) -> None:
-        # The WS server closes the connection when this handler returns: it runs the session.
-        await self.serve(ws_transport.accept(ws, self.ids.responder()))
+    async def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self.serve(ws_transport.accept(reader, writer, self.ids.responder()))
+        finally:
+            writer.close()
 
     async def listen(self) -> int:
-        self._server = await ws_serve(
-            self._on_ws,
-            LOOPBACK,
-            0,
-            **ws_transport.WS_OPTIONS,  # type: ignore[arg-type]
-        )
-        port: int = next(iter(self._server.sockets)).getsockname()[1]
+        self._server = await asyncio.start_server(self._on_conn, LOOPBACK, 0, limit=READ_SIZE)
+        port: int = self._server.sockets[0].getsockname()[1]
         return port
 
     async def dial(self, port: int) -> Session:
         return await ws_transport.connect(LOOPBACK, port, self.ids.initiator())
 
     async def stop_listening(self) -> None:
-        if self._server is None:
-            return
-        self._server.close(close_connections=True)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await self._server.wait_closed()
+        await close_server(self._server)
 
 
 class SessionPingPong:

@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-"""Mutation fuzzer for the Noise responder over the TCP and WebSocket framings.
+"""Mutation fuzzer for the TCP and WebSocket stream connection (the production code).
 
-Takes the fixed-key reference session (``interop-tests/vectors/i2r.bin``, the initiator's side),
-mutates it, and feeds it, split at random points, into a sans-I/O responder built from
-``hnet.core.noise`` and ``hnet.core.framing`` with bob's keys. The WebSocket half does the same
-with the equivalent session as a list of WS messages. Only ``NoiseError`` and ``FramingError``
-may escape; anything else, or a buffer above its bound, is a bug and exits 1 with a reproducer.
+Takes the fixed-key reference session (``interop-tests/vectors/i2r.bin``, the initiator's side;
+``r2i.bin``, the responder's), mutates it, and feeds it, split at random points, into
+:class:`hnet.core.stream.StreamConnection` with a real
+:class:`hnet.core.handshake.PeerHandshake` and the reference keys: bob's responder for i2r,
+alice's initiator for r2i, sometimes with bob deferring alice's key (``defer_unknown``). The
+WebSocket half does the same with the equivalent session as a list of WS messages.
+
+Input from the peer must never raise: every violation is a ``ProtocolError`` event and the
+connection is closed. Anything raised, a buffer above its bound, or an event in the wrong
+order is a bug and exits 1 with a reproducer (mode, seed, iteration).
 
     python fuzz/fuzz_framing.py [--iterations N] [--seed S] [--mode tcp|ws|both]
 """
@@ -17,24 +22,26 @@ import random
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hnet.core.framing import (
-    FirstFrame,
-    FramingError,
-    HandshakeFrameReader,
-    TcpTransport,
-    WsTransport,
-    check_handshake_message,
-    classify_first_frame,
-    encode_handshake_frame,
+from hnet import keys
+from hnet.core.handshake import PeerHandshake
+from hnet.core.stream import (
+    EARLY_DATA_MAX,
+    ConnectionClosed,
+    HandshakeComplete,
+    KeyNeeded,
+    MessageReceived,
+    ProtocolError,
+    RoutingRequestReceived,
+    State,
+    StreamConnection,
 )
-from hnet.core.noise import NoiseError, XXHandshake
 from hnet.limits import (
     HANDSHAKE_MAX_MESSAGE,
     MESSAGE_MAX_SIZE,
@@ -47,111 +54,117 @@ ALICE_STATIC = bytes(range(0x00, 0x20))
 BOB_STATIC = bytes(range(0x01, 0x21))
 ALICE_EPHEMERAL = bytes(range(0x20, 0x40))
 BOB_EPHEMERAL = bytes(range(0x41, 0x61))
-EXPECTED = (NoiseError, FramingError)
+ALICE_KEY = Ed25519PrivateKey.from_private_bytes(b"\x11" * 32)
+BOB_KEY = Ed25519PrivateKey.from_private_bytes(b"\x22" * 32)
+BOOK = {"alice.os": keys.public_bytes(ALICE_KEY), "bob.os": keys.public_bytes(BOB_KEY)}
+
+#: What a connection may hold at any time before it is open: a partial handshake frame (or a
+#: partial first frame) plus one feed, or the early data bound; after: one partial chunk plus
+#: the plaintext of one message in progress (plus small headers).
+MAX_FEED = 65_536
+MAX_PRE_OPEN = 2 + max(HANDSHAKE_MAX_MESSAGE, ROUTING_REQUEST_MAX) + MAX_FEED + EARLY_DATA_MAX
+MAX_OPEN = NOISE_MAX_MESSAGE + 8 + MESSAGE_MAX_SIZE
 
 
-def _bob_payload() -> bytes:
-    """Bob's HandshakePayload as in the reference session (needed to reproduce its hash)."""
-    static_public = XXHandshake(False, BOB_STATIC).static_public
-    sig = Ed25519PrivateKey.from_private_bytes(b"\x22" * 32).sign(static_public)
-    return msgpack.packb([1, "bob.os", list(sig), False], use_bin_type=True)
+def bob(defer: bool) -> PeerHandshake:
+    book = {"bob.os": BOOK["bob.os"]} if defer else BOOK
+    return PeerHandshake(
+        initiator=False,
+        our_name="bob.os",
+        signing_key=BOB_KEY,
+        lookup=book.get,
+        defer_unknown=defer,
+        static_private=BOB_STATIC,
+        ephemeral_private=BOB_EPHEMERAL,
+    )
 
 
-BOB_PAYLOAD = _bob_payload()
+def alice() -> PeerHandshake:
+    return PeerHandshake(
+        initiator=True,
+        our_name="alice.os",
+        signing_key=ALICE_KEY,
+        lookup=BOOK.get,
+        expected_peer="bob.os",
+        proxy_request=True,
+        static_private=ALICE_STATIC,
+        ephemeral_private=ALICE_EPHEMERAL,
+    )
 
-#: Bound on what the responder may hold at any time: one partial chunk plus the plaintext
-#: of one message in progress (plus small headers).
-MAX_HELD = NOISE_MAX_MESSAGE + 8 + MESSAGE_MAX_SIZE
 
+class Checker:
+    """Drives one connection and checks every event and bound as it goes."""
 
-class TcpResponder:
-    def __init__(self) -> None:
-        self.hs = XXHandshake(False, BOB_STATIC, ephemeral_private=BOB_EPHEMERAL)
-        self.reader = HandshakeFrameReader(max_len=ROUTING_REQUEST_MAX, max_frames=1)
-        self.transport: TcpTransport | None = None
-        self.routed = False
+    def __init__(self, conn: StreamConnection, rng: random.Random) -> None:
+        self.conn = conn
+        self.rng = rng
         self.messages: list[bytes] = []
+        self.complete = False
+        self.ended = False
 
-    def feed(self, data: bytes) -> None:
-        if self.routed:  # a router would now pipe bytes; nothing to parse
-            return
-        if self.transport is not None:
-            self.messages += self.transport.feed(data)
-            assert self.transport.buffered <= MAX_HELD, "transport over its bound"
-            return
-        frames = self.reader.feed(data)
-        while frames:
-            self._frame(frames.pop(0))
-            if not frames and self.transport is None and not self.routed:
-                frames = self.reader.feed(b"")
-        if self.transport is None:
-            assert self.reader.done or self.reader.buffered <= 2 + self.reader.max_len
-
-    def _frame(self, frame: bytes) -> None:
-        if self.reader.max_frames == 1:
-            if classify_first_frame(frame) is FirstFrame.ROUTING_REQUEST:
-                self.routed = True
-                self.reader.take_remaining()
-                return
-            self.hs.read_message(frame)
-            encode_handshake_frame(self.hs.write_message(BOB_PAYLOAD))
-            self.reader.max_len = HANDSHAKE_MAX_MESSAGE
-            self.reader.max_frames = 2
-            return
-        self.hs.read_message(frame)
-        self.transport = TcpTransport(*self.hs.split())
-        self.messages += self.transport.feed(self.reader.take_remaining())
-
-
-class WsResponder:
-    def __init__(self) -> None:
-        self.hs = XXHandshake(False, BOB_STATIC, ephemeral_private=BOB_EPHEMERAL)
-        self.transport: WsTransport | None = None
-        self.routed = False
-        self.received = 0
-        self.messages: list[bytes] = []
-
-    def feed(self, ws_message: bytes) -> None:
-        if self.routed:
-            return
-        if self.transport is not None:
-            self.messages += self.transport.feed_ws_message(ws_message)
-            assert self.transport.buffered <= MESSAGE_MAX_SIZE
-            return
-        self.received += 1
-        if self.received == 1:
-            msg = check_handshake_message(ws_message, ROUTING_REQUEST_MAX)
-            if classify_first_frame(msg) is FirstFrame.ROUTING_REQUEST:
-                self.routed = True
-                return
-            self.hs.read_message(msg)
-            self.hs.write_message(BOB_PAYLOAD)
-            return
-        self.hs.read_message(check_handshake_message(ws_message))
-        self.transport = WsTransport(*self.hs.split())
+    def feed(self, push: Callable[[], None]) -> None:
+        conn = self.conn
+        if self.ended or conn.state is State.ROUTED:
+            return  # the router (or nobody) reads the rest
+        push()
+        conn.data_to_send()
+        while (ev := conn.next_event()) is not None:
+            assert not self.ended, f"{ev} after the end"
+            if isinstance(ev, HandshakeComplete):
+                assert not self.complete, "two HandshakeComplete"
+                self.complete = True
+            elif isinstance(ev, MessageReceived):
+                assert self.complete, "a message before HandshakeComplete"
+                assert 0 < len(ev.data) <= MESSAGE_MAX_SIZE
+                self.messages.append(ev.data)
+            elif isinstance(ev, KeyNeeded):
+                assert ev.name and not self.complete
+                # the key is found, or not, or comes after more input (then it is asked again
+                # only once: provide_key now or at the next feed)
+                choice = self.rng.randrange(3)
+                conn.provide_key(BOOK.get(ev.name) if choice else None)
+            elif isinstance(ev, RoutingRequestReceived):
+                assert not conn.hs.initiator and 0 < len(ev.first_frame) <= ROUTING_REQUEST_MAX
+                conn.take_buffered()
+                self.ended = True
+            elif isinstance(ev, ProtocolError | ConnectionClosed):
+                assert conn.state is State.CLOSED
+                self.ended = True
+        bound = MAX_OPEN if conn.is_open else MAX_PRE_OPEN
+        assert conn.buffered <= bound, f"{conn.buffered} bytes held in {conn.state}"
 
 
-def ws_session() -> list[bytes]:
-    """Alice's side of the equivalent WS session: msg1, msg3, then two transport messages."""
-    vectors = {}
+def vectors() -> dict[str, bytes]:
+    out = {}
     for line in (INTEROP / "hyperware-msgpack-vectors.tsv").read_text().splitlines():
         if line and not line.startswith("#"):
             name, _, hexdata = line.split("\t")
-            vectors[name] = bytes.fromhex(hexdata)
-    alice = XXHandshake(True, ALICE_STATIC, ephemeral_private=ALICE_EPHEMERAL)
-    bob = XXHandshake(False, BOB_STATIC, ephemeral_private=BOB_EPHEMERAL)
-    msg1 = alice.write_message()
-    bob.read_message(msg1)
-    alice.read_message(bob.write_message(BOB_PAYLOAD))
-    msg3 = alice.write_message(b"alice payload")
-    transport = WsTransport(*alice.split())
-    out = [msg1, msg3]
-    out += transport.encrypt_message(vectors["km_request_hello"])
-    out += transport.encrypt_message(vectors["km_big_blob"])
+            out[name] = bytes.fromhex(hexdata)
     return out
 
 
-INTERESTING = [0, 1, 16, 17, 31, 32, 33, 0x7F, 0x80, 0xFF, 0xFFFF, 0xFFEF, 0x1000]
+def ws_sessions() -> tuple[list[bytes], list[bytes]]:
+    """Both sides of the equivalent WS session: alice's (msg1, msg3, two messages) and bob's
+    (msg2, one message)."""
+    v = vectors()
+    a = StreamConnection(alice(), "ws")
+    b = StreamConnection(bob(False), "ws")
+    i2r = a.data_to_send()
+    b.receive_message(i2r[0])
+    r2i = b.data_to_send()
+    a.receive_message(r2i[0])
+    i2r += a.data_to_send()
+    a.send_message(v["km_request_hello"])
+    a.send_message(v["km_big_blob"])
+    i2r += a.data_to_send()
+    for m in i2r[1:]:
+        b.receive_message(m)
+    b.send_message(v["km_response_context"])
+    r2i += b.data_to_send()
+    return i2r, r2i
+
+
+INTERESTING = [0, 1, 16, 17, 31, 32, 33, 0x7F, 0x80, 0xFF, 0xFFFF, 0xFFEF, 0x1000, 0x1001]
 
 
 def mutate(rng: random.Random, data: bytes) -> bytes:
@@ -187,33 +200,47 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
     return bytes(buf)
 
 
-def run_tcp(rng: random.Random, stream: bytes) -> None:
-    data = mutate(rng, stream)
-    resp = TcpResponder()
+def run_tcp(rng: random.Random, i2r: bytes, r2i: bytes) -> Checker:
+    if rng.randrange(3):
+        conn, data = StreamConnection(bob(defer=rng.randrange(2) == 0), "tcp"), i2r
+    else:
+        conn, data = StreamConnection(alice(), "tcp"), r2i
+    data = mutate(rng, data)
+    check = Checker(conn, rng)
     pos = 0
     while pos < len(data):
-        n = rng.choice([1, 2, 7, 34, 100, 4096, 65_536, len(data)])
-        resp.feed(data[pos : pos + n])
+        n = rng.choice([1, 2, 7, 34, 100, 4096, MAX_FEED])
+        piece = data[pos : pos + n]
+        check.feed(lambda piece=piece: conn.receive_data(piece))  # type: ignore[misc]
         pos += n
+    if rng.randrange(2):
+        check.feed(conn.receive_eof)
+    return check
 
 
-def run_ws(rng: random.Random, session: list[bytes]) -> None:
-    msgs = list(session)
-    op = rng.randrange(4)
+def run_ws(rng: random.Random, i2r: list[bytes], r2i: list[bytes]) -> Checker:
+    if rng.randrange(3):
+        conn, msgs = StreamConnection(bob(defer=rng.randrange(2) == 0), "ws"), list(i2r)
+    else:
+        conn, msgs = StreamConnection(alice(), "ws"), list(r2i)
+    op = rng.randrange(5)
+    i = rng.randrange(len(msgs))
     if op == 0:
-        i = rng.randrange(len(msgs))
         msgs[i] = mutate(rng, msgs[i])
     elif op == 1:
-        del msgs[rng.randrange(len(msgs))]
+        del msgs[i]
     elif op == 2:
-        i = rng.randrange(len(msgs))
         msgs.insert(i, msgs[i])
-    else:
-        i, j = rng.randrange(len(msgs)), rng.randrange(len(msgs))
+    elif op == 3:
+        j = rng.randrange(len(msgs))
         msgs[i], msgs[j] = msgs[j], msgs[i]
-    resp = WsResponder()
-    for m in msgs:
-        resp.feed(m)
+    else:
+        msgs.insert(i, rng.randbytes(rng.choice([0, 1, 32, 100, NOISE_MAX_MESSAGE + 1])))
+    texts = {rng.randrange(len(msgs))} if rng.randrange(8) == 0 else set()
+    check = Checker(conn, rng)
+    for k, m in enumerate(msgs):
+        check.feed(lambda m=m, k=k: conn.receive_message(m, text=k in texts))  # type: ignore[misc]
+    return check
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,36 +250,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=["tcp", "ws", "both"], default="both")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(2**32)
-    stream = (INTEROP / "i2r.bin").read_bytes()
-    session = ws_session()
+    i2r = (INTEROP / "i2r.bin").read_bytes()
+    r2i = (INTEROP / "r2i.bin").read_bytes()
+    ws_i2r, ws_r2i = ws_sessions()
 
-    # Sanity: the unmutated inputs must decode fully.
-    clean = TcpResponder()
-    clean.feed(stream)
-    assert len(clean.messages) == 2, "unmutated TCP stream did not decode"
-    clean_ws = WsResponder()
-    for m in session:
-        clean_ws.feed(m)
-    assert len(clean_ws.messages) == 2, "unmutated WS session did not decode"
+    # Sanity: the unmutated sessions must decode fully, both roles, both framings.
+    for kind, mine, theirs in (("tcp", i2r, r2i), ("ws", ws_i2r, ws_r2i)):
+        for conn, stream, want in (
+            (StreamConnection(bob(False), kind), mine, 2),  # type: ignore[arg-type]
+            (StreamConnection(alice(), kind), theirs, 1),  # type: ignore[arg-type]
+        ):
+            check = Checker(conn, random.Random(0))
+            pieces = [stream] if isinstance(stream, bytes) else stream
+            for p in pieces:
+                if kind == "tcp":
+                    check.feed(lambda p=p, c=conn: c.receive_data(p))  # type: ignore[misc]
+                else:
+                    check.feed(lambda p=p, c=conn: c.receive_message(p))  # type: ignore[misc]
+            assert len(check.messages) == want, f"unmutated {kind} session did not decode"
 
     modes = ["tcp", "ws"] if args.mode == "both" else [args.mode]
-    counts = dict.fromkeys(["ok", "NoiseError", "FramingError"], 0)
+    counts = dict.fromkeys(["open", "refused", "routed", "incomplete"], 0)
     start = time.monotonic()
     for it in range(args.iterations):
         mode = modes[it % len(modes)]
         rng = random.Random(f"{seed}:{it}")
         try:
-            if mode == "tcp":
-                run_tcp(rng, stream)
-            else:
-                run_ws(rng, session)
-            counts["ok"] += 1
-        except EXPECTED as exc:
-            counts[type(exc).__name__] += 1
+            check = run_tcp(rng, i2r, r2i) if mode == "tcp" else run_ws(rng, ws_i2r, ws_r2i)
         except BaseException:
             traceback.print_exc()
             print(f"BUG: mode={mode} seed={seed} iteration={it}", file=sys.stderr)
             return 1
+        state = check.conn.state
+        if state is State.ROUTED:
+            counts["routed"] += 1
+        elif state is State.OPEN:
+            counts["open"] += 1
+        elif state is State.CLOSED:
+            counts["refused"] += 1
+        else:
+            counts["incomplete"] += 1
     elapsed = time.monotonic() - start
     print(f"seed={seed} iterations={args.iterations} {counts} in {elapsed:.1f}s")
     return 0

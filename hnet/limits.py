@@ -27,6 +27,22 @@ HANDSHAKE_MAX_MESSAGE = 4_096
 #: Largest RoutingRequest (first TCP frame that is not 32 bytes). Two names and a signature.
 ROUTING_REQUEST_MAX = 4_096
 
+# --- stream connections (TCP, WebSocket) -------------------------------------------------
+#: Bytes (TCP) or WebSocket message bytes a responder holds after the initiator's last
+#: handshake message while it looks the initiator's key up (the initiator may send right
+#: behind that message). The adapters read at most one handshake-sized piece at a time while
+#: handshaking and nothing while a key is looked up, so an honest peer never comes near this;
+#: the same value as QUIC's early-data bound (``limits.QUIC_EARLY_DATA_MAX``).
+STREAM_EARLY_DATA_MAX = 64 * 1024
+#: Bytes read per call while handshaking: one largest handshake frame. Whatever the peer sent
+#: beyond stays in the StreamReader, so the core never holds more than a frame or two before
+#: the peer is authenticated, and bytes behind a RoutingRequest stay few (docs/protocol.md §3).
+HANDSHAKE_READ_SIZE = 2 + HANDSHAKE_MAX_MESSAGE
+#: Bytes of HTTP upgrade (request or response) read before giving up: a WebSocket client
+#: sends a few hundred. websockets' own parser bounds lines (8 KiB) and headers (128); this
+#: keeps what an unauthenticated client can make us hold per connection to a few KiB.
+WS_UPGRADE_MAX = 16 * 1024
+
 # --- codec ----------------------------------------------------------------------------------
 
 #: Deepest msgpack nesting the decoder follows. Real messages nest < 8 levels.

@@ -1,35 +1,119 @@
-"""A raw peer for hostile tests: real sockets, our own handshake, then whatever bytes we like."""
+"""A raw peer for hostile tests: real sockets, the production handshake, then whatever bytes
+we like.
+
+The honest part is :class:`hnet.core.stream.StreamConnection` (the code every node runs):
+:func:`tcp_handshake` over asyncio streams, :func:`ws_handshake` over a ``websockets`` client
+connection (an independent WebSocket implementation, so our server is checked against it).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import struct
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from websockets.asyncio.connection import Connection
 
 from hnet import keys
 from hnet.core.framing.tcp import TcpTransport
 from hnet.core.handshake import PeerHandshake
-from hnet.transport.session import run_handshake
-from hnet.transport.tcp import TcpHandshakeChannel
+from hnet.core.stream import (
+    ConnectionClosed,
+    MessageReceived,
+    ProtocolError,
+    StreamConnection,
+)
+from hnet.transport.tcp import HANDSHAKE_READ_SIZE, drive_handshake
 from hns import Registry
 
 
-def register_attacker(registry_path, name: str = "mallory.os") -> Ed25519PrivateKey:
+def register_attacker(registry_path: Path, name: str = "mallory.os") -> Ed25519PrivateKey:
     key = keys.generate()
     Registry(registry_path).register(name, keys.public_bytes(key), ip="127.0.0.1", ports={"tcp": 9})
     return key
+
+
+async def tcp_handshake(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    hs: PeerHandshake,
+    routing_request: bytes | None = None,
+) -> StreamConnection:
+    """The production handshake over a TCP stream we opened; the open connection."""
+    conn = StreamConnection(hs, "tcp", routing_request=routing_request)
+
+    async def feed() -> None:
+        conn.receive_data(await reader.read(HANDSHAKE_READ_SIZE))
+
+    def flush() -> None:
+        for buf in conn.data_to_send():
+            writer.write(buf)
+
+    await drive_handshake(conn, feed, flush, None)
+    await writer.drain()
+    return conn
+
+
+async def ws_handshake(
+    ws: Connection, hs: PeerHandshake, routing_request: bytes | None = None
+) -> StreamConnection:
+    """The production handshake over a ``websockets`` client connection we opened."""
+    conn = StreamConnection(hs, "ws", routing_request=routing_request)
+    out: list[bytes] = []
+
+    async def feed() -> None:
+        for m in out:
+            await ws.send(m)
+        out.clear()
+        msg = await ws.recv()
+        if isinstance(msg, str):
+            conn.receive_message(msg.encode(), text=True)
+        else:
+            conn.receive_message(msg)
+
+    def flush() -> None:
+        out.extend(conn.data_to_send())
+
+    await drive_handshake(conn, feed, flush, None)
+    for m in out:
+        await ws.send(m)
+    return conn
+
+
+class _ConnCore:
+    """A StreamConnection seen as the TcpTransport-like core RawTcpPeer drives."""
+
+    def __init__(self, conn: StreamConnection) -> None:
+        self.conn = conn
+
+    def encrypt_message(self, plaintext: bytes) -> bytes:
+        self.conn.send_message(plaintext)
+        return b"".join(self.conn.data_to_send())
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self.conn.receive_data(data)
+        out: list[bytes] = []
+        while (ev := self.conn.next_event()) is not None:
+            if isinstance(ev, MessageReceived):
+                out.append(ev.data)
+            elif isinstance(ev, ProtocolError | ConnectionClosed):
+                raise ConnectionResetError(ev.reason)
+        return out
 
 
 class RawTcpPeer:
     """An authenticated TCP session we drive by hand."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, core: TcpTransport
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        core: TcpTransport | StreamConnection,
     ) -> None:
         self.reader = reader
         self.writer = writer
-        self.core = core
+        self.core = _ConnCore(core) if isinstance(core, StreamConnection) else core
 
     @classmethod
     async def connect(
@@ -40,7 +124,8 @@ class RawTcpPeer:
         our_name: str,
         key: Ed25519PrivateKey,
         target: str,
-        registry_path,
+        registry_path: Path,
+        routing_request: bytes | None = None,
     ) -> RawTcpPeer:
         registry = Registry(registry_path)
 
@@ -52,9 +137,13 @@ class RawTcpPeer:
         hs = PeerHandshake(
             initiator=True, our_name=our_name, signing_key=key, lookup=lookup, expected_peer=target
         )
-        async with asyncio.timeout(5):
-            await run_handshake(hs, TcpHandshakeChannel(reader, writer))
-        return cls(reader, writer, TcpTransport(*hs.split()))
+        try:
+            async with asyncio.timeout(5):
+                conn = await tcp_handshake(reader, writer, hs, routing_request)
+        except BaseException:
+            writer.close()
+            raise
+        return cls(reader, writer, conn)
 
     async def send_raw(self, data: bytes) -> None:
         self.writer.write(data)

@@ -102,9 +102,21 @@ def test_reader_cap_before_buffering() -> None:
         HandshakeFrameReader(max_len=100).feed(u16(101) + bytes(10_000))
 
 
+def test_reader_needed() -> None:
+    reader = HandshakeFrameReader(max_frames=1)
+    assert reader.needed == 2
+    assert reader.feed(b"\x00") == [] and reader.needed == 1
+    assert reader.feed(b"\x05ab") == [] and reader.needed == 3
+    assert reader.feed(b"cde") == [b"abcde"]
+    assert reader.done and reader.needed == 0
+    empty = HandshakeFrameReader(max_frames=1)
+    assert empty.feed(b"\x00\x00") == [b""] and empty.needed == 0
+
+
 def test_reader_limits_change_between_frames() -> None:
-    # responder pattern: first frame capped at ROUTING_REQUEST_MAX; then frame 2 is parsed
-    # from what is already buffered once the caller raises max_frames.
+    # the responder pattern of hnet.core.stream.StreamConnection (tested there end to end):
+    # first frame capped at ROUTING_REQUEST_MAX; then frame 2 is parsed from what is already
+    # buffered once the caller raises max_frames.
     reader = HandshakeFrameReader(max_len=ROUTING_REQUEST_MAX, max_frames=1)
     data = encode_handshake_frame(bytes(32)) + encode_handshake_frame(bytes(168)) + b"\x00\x00"
     [first] = reader.feed(data)

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hnet import keys
+from hnet.core.framing import encode_handshake_frame as handshake_frame
 from hnet.core.handshake import PeerHandshake
 from hnet.core.quic import backend as qb
-from hnet.core.quic.streams import DIR_I2R, DIR_R2I, DirectionKeys, handshake_frame
+from hnet.core.quic.streams import DIR_I2R, DIR_R2I, DirectionKeys
 from hnet.transport.quic import QuicListener, QuicSession, connect
 from hnet.transport.quic.udp import UdpSocket, bind_udp
 from hnet.transport.session import Session

@@ -19,8 +19,9 @@ from websockets.exceptions import ConnectionClosed
 
 from hnet import keys
 from hnet.core import relay as request
-from hnet.core.framing import TcpTransport, WsTransport, encode_handshake_frame
+from hnet.core.framing import encode_handshake_frame
 from hnet.core.handshake import PeerHandshake
+from hnet.core.stream import MessageReceived
 from hnet.core.wire import (
     Address,
     KernelMessage,
@@ -32,12 +33,9 @@ from hnet.core.wire import (
     encode_routing_request,
 )
 from hnet.testing.cluster import Cluster
-from hnet.transport.session import run_handshake
-from hnet.transport.tcp import TcpHandshakeChannel
-from hnet.transport.ws import WsHandshakeChannel
 from hns import Registry
 
-from .attacker import RawTcpPeer, register_attacker
+from .attacker import RawTcpPeer, register_attacker, tcp_handshake, ws_handshake
 from .conftest import run_cli
 
 PING_LINE = re.compile(r"^ack from (\S+) via (quic|tcp|ws): seq=(\d+) time=([0-9.]+) ms$", re.M)
@@ -180,7 +178,6 @@ def test_routing_request_to_a_direct_node_over_tcp(rc: Cluster) -> None:
         router = rc.nodes["router.os"]
         reader, writer = await asyncio.open_connection(HOST, router.ports["tcp"])
         rr = request.encode("mallory.os", mkey, target="bob.os", router="router.os")
-        writer.write(encode_handshake_frame(rr))
         hs = PeerHandshake(
             initiator=True,
             our_name="mallory.os",
@@ -189,8 +186,8 @@ def test_routing_request_to_a_direct_node_over_tcp(rc: Cluster) -> None:
             expected_peer="bob.os",
         )
         async with asyncio.timeout(6):
-            await run_handshake(hs, TcpHandshakeChannel(reader, writer))
-        peer = RawTcpPeer(reader, writer, TcpTransport(*hs.split()))
+            conn = await tcp_handshake(reader, writer, hs, routing_request=rr)
+        peer = RawTcpPeer(reader, writer, conn)
         await peer.send_message(_hello("mallory.os", "bob.os"))
         replies = await peer.recv_messages()
         assert _is_ack(replies[0], "bob.os")
@@ -205,7 +202,6 @@ def test_routing_request_to_a_direct_node_over_ws(rc: Cluster) -> None:
         router = rc.nodes["router.os"]
         rr = request.encode("mallory-ws.os", mkey, target="bob.os", router="router.os")
         async with ws_connect(f"ws://{HOST}:{router.ports['ws']}") as ws:
-            await ws.send(rr)
             hs = PeerHandshake(
                 initiator=True,
                 our_name="mallory-ws.os",
@@ -214,17 +210,19 @@ def test_routing_request_to_a_direct_node_over_ws(rc: Cluster) -> None:
                 expected_peer="bob.os",
             )
             async with asyncio.timeout(6):
-                await run_handshake(hs, WsHandshakeChannel(ws))
-            core = WsTransport(*hs.split())
-            for chunk in core.encrypt_message(_hello("mallory-ws.os", "bob.os")):
+                conn = await ws_handshake(ws, hs, routing_request=rr)
+            conn.send_message(_hello("mallory-ws.os", "bob.os"))
+            for chunk in conn.data_to_send():
                 await ws.send(chunk)
+            messages: list[bytes] = []
             async with asyncio.timeout(6):
-                while True:
+                while not messages:
                     data = await ws.recv()
                     assert isinstance(data, bytes)
-                    messages = core.feed_ws_message(data)
-                    if messages:
-                        break
+                    conn.receive_message(data)
+                    while (ev := conn.next_event()) is not None:
+                        if isinstance(ev, MessageReceived):
+                            messages.append(ev.data)
             assert _is_ack(messages[0], "bob.os")
 
     asyncio.run(main())

@@ -3,26 +3,30 @@
 :class:`Listeners` binds the ports of the node's record and turns each inbound connection into
 either an authenticated :class:`~hnet.transport.session.Session` (handed to ``on_session``,
 not yet started) or, when its first frame is a RoutingRequest, a routed connection handed to
-``route`` (the router, which pairs it). All three transports share one
-:class:`~hnet.transport.gate.HandshakeGate` and one handshake deadline: a connection holds a
-slot from its accept until its handshake completes or fails (the WebSocket upgrade is
-bounded by the same deadline).
+``route`` (the router, which pairs it; docs/protocol.md §7) as a pipe end that forwards what
+arrived behind the RoutingRequest first.
+
+All three transports share one :class:`~hnet.transport.gate.HandshakeGate` and one handshake
+deadline (§3: ``HANDSHAKE_TIMEOUT``, at most ``MAX_PENDING_HANDSHAKES``). TCP and WebSocket
+connections are accepted here (we own the TCP accept of both): a connection takes its slot at
+the accept, before a byte is read (for WebSocket, before the HTTP upgrade), and holds it
+until its Noise handshake completes or fails, all within one deadline from the accept; a
+connection past the cap is closed at once. An initiator whose name we do not know yet is
+looked up with ``resolve_key`` within that same deadline. QUIC has its own listener
+(:class:`~hnet.transport.quic.QuicListener`), given the same gate and resolver.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from websockets.asyncio.server import Server, ServerConnection
-from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import WebSocketException
 
 from hnet import limits
-from hnet.core.framing import FirstFrame, FramingError, classify_first_frame
+from hnet.core.framing import FramingError
 from hnet.core.handshake import HandshakeError, PeerHandshake
 from hnet.core.passthroughs import PipeEnd
 from hnet.core.relay import RoutingRefused
@@ -37,12 +41,22 @@ from hnet.transport.session import ResolveKey, Session, SessionError
 
 log = get_logger("listen")
 
-__all__ = ["ListenError", "Listeners", "Route"]
+__all__ = ["ListenConfig", "ListenError", "Listeners", "Route"]
 
 #: What is left of a routed connection once admitted: await it; it returns when done.
 Rest = Callable[[], Awaitable[None]]
 #: (first frame, the connection as a pipe end) -> its rest, or raises RoutingRefused
 Route = Callable[[bytes, PipeEnd], Awaitable[Rest]]
+
+#: What a failed inbound handshake can raise (anything else is a bug of ours).
+_HANDSHAKE_ERRORS = (
+    HandshakeError,
+    SessionError,
+    FramingError,
+    TimeoutError,
+    OSError,
+    WebSocketException,
+)
 
 
 class ListenError(Exception):
@@ -56,6 +70,9 @@ class ListenConfig:
     ports: dict[str, int]
     handshake_timeout: float = limits.HANDSHAKE_TIMEOUT
     quic_backend: str | None = None
+    #: WebSocket keepalive of accepted connections (docs/protocol.md §5)
+    ws_ping_interval: float = limits.WS_PING_INTERVAL
+    ws_ping_timeout: float = limits.WS_PING_INTERVAL
 
 
 class Listeners:
@@ -75,42 +92,39 @@ class Listeners:
         self._resolve_key = resolve_key
         self._sup = supervisor
         self.gate = gate if gate is not None else HandshakeGate()
-        self._timeout = limits.HANDSHAKE_TIMEOUT
-        self._tcp: asyncio.Server | None = None
-        self._ws: Server | None = None
+        self._config = ListenConfig(host="", ports={})
+        self._servers: dict[str, asyncio.Server] = {}
         self.quic: QuicListener | None = None
         self.listening: dict[str, tuple[str, int]] = {}
         self.stats: dict[str, int] = {"handshake_failures": 0}
 
     async def start(self, config: ListenConfig) -> None:
-        """Bind every offered port (TCP, QUIC, WS); on failure nothing stays bound."""
-        self._timeout = config.handshake_timeout
+        """Bind every offered port (TCP, QUIC, WS); on failure nothing stays bound.
+        A port of 0 in ``config.ports`` is not offered; :attr:`listening` has the bound
+        address of each transport."""
+        self._config = config
         host, ports = config.host, config.ports
         try:
-            if ports.get("tcp"):
-                self._tcp = await asyncio.start_server(
-                    self._on_tcp, host, ports["tcp"], limit=tcp_transport.READ_SIZE
+            for kind in ("tcp", "quic", "ws"):
+                port = ports.get(kind)
+                if not port:
+                    continue
+                if kind == "quic":
+                    self.quic = QuicListener(backend=config.quic_backend, gate=self.gate)
+                    await self.quic.start(
+                        host,
+                        port,
+                        make_responder=self._make_responder,
+                        on_session=self._on_session,
+                        handshake_timeout=config.handshake_timeout,
+                        resolve_key=self._resolve_key,
+                    )
+                    self.listening["quic"] = (host, port)
+                    continue
+                self._servers[kind] = await asyncio.start_server(
+                    self._acceptor(kind), host, port, limit=tcp_transport.READ_SIZE
                 )
-                self.listening["tcp"] = (host, ports["tcp"])
-            if ports.get("quic"):
-                self.quic = QuicListener(backend=config.quic_backend, gate=self.gate)
-                await self.quic.start(
-                    host,
-                    ports["quic"],
-                    make_responder=self._make_responder,
-                    on_session=self._on_session,
-                    handshake_timeout=config.handshake_timeout,
-                )
-                self.listening["quic"] = (host, ports["quic"])
-            if ports.get("ws"):
-                self._ws = await ws_serve(
-                    self._on_ws,
-                    host,
-                    ports["ws"],
-                    open_timeout=config.handshake_timeout,
-                    **ws_transport.WS_OPTIONS,  # type: ignore[arg-type]
-                )
-                self.listening["ws"] = (host, ports["ws"])
+                self.listening[kind] = (host, port)
         except OSError as e:
             await self.aclose()
             proto = next(
@@ -121,104 +135,92 @@ class Listeners:
             raise ListenError(f"cannot listen on {host}:{ports[proto]} ({e.strerror})") from None
 
     def close(self) -> None:
-        """Stop accepting (and close QUIC connections) now."""
-        if self._tcp is not None:
-            self._tcp.close()
+        """Stop accepting (and close QUIC connections) now. Handshakes in progress belong to
+        the supervisor; established sessions to whoever took them."""
+        for server in self._servers.values():
+            server.close()
         if self.quic is not None:
             self.quic.close()
-        if self._ws is not None:
-            self._ws.close(close_connections=True)
 
     async def aclose(self) -> None:
         self.close()
-        if self._ws is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2):
-                    await self._ws.wait_closed()
 
-    # --- TCP -------------------------------------------------------------------------------
+    # --- TCP and WebSocket ------------------------------------------------------------------
 
-    def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.gate.try_enter():
-            writer.close()
-            return
-        try:
-            self._sup.spawn(self._accept_tcp(reader, writer), name="accept tcp")
-        except RuntimeError:  # shutting down
-            self.gate.leave()
-            writer.close()
+    def _acceptor(self, kind: str) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]:
+        def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            # The slot is taken before anything is read: the WS upgrade counts too (§3).
+            if not self.gate.try_enter():
+                writer.close()
+                return
+            try:
+                self._sup.spawn(self._accept(kind, reader, writer), name=f"accept {kind}")
+            except RuntimeError:  # shutting down
+                self.gate.leave()
+                writer.close()
 
-    async def _accept_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        return accepted
+
+    async def _accept(
+        self, kind: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One inbound TCP or WS connection: handshake (or route) within the deadline."""
+        cfg = self._config
         peer = writer.get_extra_info("peername")
         rest: Rest | None = None
+        session: Session | None = None
         try:
-            async with asyncio.timeout(self._timeout):
-                first = await tcp_transport.read_first_frame(reader, writer)
-                if classify_first_frame(first) is FirstFrame.ROUTING_REQUEST:
-                    rest = await self._route(first, TcpEnd(reader, writer))
-                else:
-                    session = await tcp_transport.accept(
-                        reader,
-                        writer,
-                        self._make_responder(),
-                        first=first,
-                        resolve=self._resolve_key,
-                    )
+            try:
+                async with asyncio.timeout(cfg.handshake_timeout):
+                    tcp_transport.tune_socket(writer)
+                    end: PipeEnd
+                    result: Session | tcp_transport.Routed
+                    if kind == "tcp":
+                        result = await tcp_transport.accept_or_route(
+                            reader, writer, self._make_responder(), self._resolve_key
+                        )
+                        if isinstance(result, tcp_transport.Routed):
+                            end = TcpEnd(reader, writer, result.buffered)
+                    else:
+                        ws = await ws_transport.open_server(
+                            reader,
+                            writer,
+                            ping_interval=cfg.ws_ping_interval,
+                            ping_timeout=cfg.ws_ping_timeout,
+                        )
+                        result = await ws_transport.accept_or_route(
+                            ws, self._make_responder(), self._resolve_key
+                        )
+                        if isinstance(result, tcp_transport.Routed):
+                            end = WsEnd(ws, result.buffered)
+                    if isinstance(result, tcp_transport.Routed):
+                        rest = await self._route(result.first, end)
+                    else:
+                        session = result
+            finally:
+                self.gate.leave()
         except RoutingRefused:
             writer.close()
             return
-        except (HandshakeError, SessionError, FramingError, TimeoutError, OSError) as e:
+        except _HANDSHAKE_ERRORS as e:
             self.stats["handshake_failures"] += 1
-            log.info("inbound tcp handshake failed", remote=str(peer), reason=_reason(e))
+            log.info(f"inbound {kind} handshake failed", remote=_remote(peer), reason=_reason(e))
+            writer.close()  # before authentication we wrote a few hundred bytes at most
+            return
+        except BaseException:
             writer.close()
-            return
-        finally:
-            self.gate.leave()
+            raise
         if rest is not None:
             await rest()
             return
+        assert session is not None
         self._on_session(session)
 
-    # --- WebSocket -------------------------------------------------------------------------
 
-    async def _on_ws(self, ws: ServerConnection) -> None:
-        if not self.gate.try_enter():
-            return
-        rest: Rest | None = None
-        try:
-            async with asyncio.timeout(self._timeout):
-                first = await ws_transport.read_first_message(ws)
-                if classify_first_frame(first) is FirstFrame.ROUTING_REQUEST:
-                    rest = await self._route(first, WsEnd(ws))
-                else:
-                    session = await ws_transport.accept(
-                        ws, self._make_responder(), first=first, resolve=self._resolve_key
-                    )
-        except RoutingRefused:
-            return
-        except (
-            HandshakeError,
-            SessionError,
-            FramingError,
-            TimeoutError,
-            OSError,
-            WebSocketException,
-        ) as e:
-            self.stats["handshake_failures"] += 1
-            log.info(
-                "inbound ws handshake failed", remote=str(ws.remote_address), reason=_reason(e)
-            )
-            return
-        finally:
-            self.gate.leave()
-        if rest is not None:
-            # The WS server closes the connection when this handler returns: stay until the
-            # passthrough ends.
-            await rest()
-            return
-        self._on_session(session)
-        # The WS server closes the connection when this handler returns: stay until it ends.
-        await ws.wait_closed()
+def _remote(peer: object) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
 
 
 def _reason(e: BaseException) -> str:

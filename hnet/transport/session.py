@@ -20,10 +20,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 from hnet import limits
-from hnet.core.handshake import PeerHandshake
 from hnet.core.sendqueue import ByteBudget, Outgoing, OutgoingState, SendQueue
 from hnet.core.wire import SendErrorKind
 from hnet.log import get_logger
@@ -46,43 +44,8 @@ class SessionError(Exception):
     """The peer broke the protocol; the session is closed (a remote fault)."""
 
 
-class HandshakeChannel(Protocol):
-    """How one transport carries handshake messages."""
-
-    async def send_handshake(self, message: bytes) -> None: ...
-
-    async def recv_handshake(self) -> bytes: ...
-
-
 #: name -> its networking key, looked up however long it takes (the caller's deadline bounds it)
 ResolveKey = Callable[[str], Awaitable["bytes | None"]]
-
-
-async def run_handshake(
-    hs: PeerHandshake,
-    channel: HandshakeChannel,
-    first: bytes | None = None,
-    resolve: ResolveKey | None = None,
-) -> None:
-    """Drive ``hs`` to completion over ``channel`` (the caller bounds it in time).
-
-    ``first`` is the responder's first message when the transport has already read it (TCP
-    reads the first frame to tell a Noise ``-> e`` from a RoutingRequest). ``resolve`` finds
-    the key of an initiator the responder does not know yet (``hs.needs_key``).
-    """
-    if hs.initiator:
-        await channel.send_handshake(hs.initial_message())
-        reply = hs.receive(await channel.recv_handshake())
-        assert reply is not None
-        await channel.send_handshake(reply)
-        return
-    msg1 = first if first is not None else await channel.recv_handshake()
-    reply = hs.receive(msg1)
-    assert reply is not None
-    await channel.send_handshake(reply)
-    hs.receive(await channel.recv_handshake())
-    if hs.needs_key is not None:
-        hs.provide_key(await resolve(hs.needs_key) if resolve is not None else None)
 
 
 class Session(abc.ABC):

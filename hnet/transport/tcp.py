@@ -1,55 +1,54 @@
-"""TCP transport: the reference framing over asyncio streams.
+"""TCP transport: a thin asyncio-streams adapter over :class:`~hnet.core.stream.StreamConnection`.
 
-Handshake frames are ``[u16 BE len][noise message]``; the transport framing and encryption live
-in :mod:`hnet.core.framing.tcp` (sans-I/O). Every length is checked before anything is buffered.
+Everything the protocol says (the responder's first-frame rule, docs/protocol.md §4 and §7;
+the handshake and its identity checks, §3; the framing and its bounds, §4) happens in the
+sans-I/O core. This module only reads bytes into it, writes what it returns, answers its
+:class:`~hnet.core.stream.KeyNeeded` through an async lookup, and wraps the open connection in
+a :class:`TcpSession`. :func:`drive_handshake` is shared with :mod:`hnet.transport.ws`.
+
+``connect`` dials; ``accept`` answers on an accepted socket and refuses a RoutingRequest;
+``accept_or_route`` (the listener's) returns :class:`Routed` for one instead, with whatever
+arrived behind it, for the router to pipe on first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from hnet import limits
-from hnet.core.framing.errors import FramingError
-from hnet.core.framing.tcp import TcpTransport
-from hnet.core.handshake import NOISE_E_LEN, PeerHandshake
-from hnet.core.noise import CipherState
-from hnet.transport.session import (
-    Deliver,
-    ResolveKey,
-    Session,
-    SessionClosed,
-    SessionError,
-    run_handshake,
+from hnet.core.handshake import HandshakeError, PeerHandshake
+from hnet.core.stream import (
+    ConnectionClosed,
+    HandshakeComplete,
+    KeyNeeded,
+    LocalProtocolError,
+    MessageReceived,
+    ProtocolError,
+    RoutingRequestReceived,
+    State,
+    StreamConnection,
 )
+from hnet.transport.session import Deliver, ResolveKey, Session, SessionClosed, SessionError
 
+__all__ = [
+    "HANDSHAKE_READ_SIZE",
+    "READ_SIZE",
+    "Routed",
+    "RoutingRequestRefused",
+    "TcpSession",
+    "accept",
+    "accept_or_route",
+    "connect",
+    "drive_handshake",
+    "tune_socket",
+]
+
+#: Bytes read per call once a session is open (and the StreamReader's buffer limit).
 READ_SIZE = 256 * 1024
-_U16 = struct.Struct(">H")
-
-
-class TcpHandshakeChannel:
-    """Handshake messages over a TCP stream, each ``[u16 BE len][msg]``."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    async def send_handshake(self, message: bytes) -> None:
-        self.writer.write(_U16.pack(len(message)) + message)
-        await self.writer.drain()
-
-    async def recv_frame(self, max_len: int) -> bytes:
-        try:
-            (n,) = _U16.unpack(await self.reader.readexactly(2))
-            if n > max_len:
-                raise SessionError(f"handshake frame of {n} bytes exceeds {max_len}")
-            return await self.reader.readexactly(n)
-        except asyncio.IncompleteReadError:
-            raise SessionError("connection closed during handshake") from None
-
-    async def recv_handshake(self) -> bytes:
-        return await self.recv_frame(limits.HANDSHAKE_MAX_MESSAGE)
+HANDSHAKE_READ_SIZE = limits.HANDSHAKE_READ_SIZE
 
 
 def tune_socket(writer: asyncio.StreamWriter) -> None:
@@ -62,6 +61,64 @@ def tune_socket(writer: asyncio.StreamWriter) -> None:
             pass
 
 
+class RoutingRequestRefused(SessionError):
+    """The first frame was a RoutingRequest and the caller does not route."""
+
+
+@dataclass(frozen=True)
+class Routed:
+    """An accepted connection that opened with a RoutingRequest (docs/protocol.md §7)."""
+
+    first: bytes
+    #: what arrived behind it (TCP: bytes; WS: messages), to be piped on first, untouched
+    buffered: list[bytes]
+
+
+def handshake_exception(ev: ProtocolError | ConnectionClosed) -> Exception:
+    """What a failed handshake raises: HandshakeError when the handshake refused the peer
+    (Noise or an identity check, §3), SessionError for anything else."""
+    if isinstance(ev, ConnectionClosed):
+        return SessionError(ev.reason)
+    if ev.error.handshake:
+        return HandshakeError(ev.reason)
+    return SessionError(ev.reason)
+
+
+async def drive_handshake(
+    conn: StreamConnection,
+    feed: Callable[[], Awaitable[None]],
+    flush: Callable[[], None],
+    resolve: ResolveKey | None,
+) -> HandshakeComplete | RoutingRequestReceived:
+    """Run ``conn`` until it is OPEN (or ROUTED); the caller bounds the time.
+
+    ``feed`` reads once from the socket into ``conn``; ``flush`` writes what ``conn`` has to
+    send. A KeyNeeded is answered with ``resolve`` (None: the name is unknown). Raises
+    HandshakeError or SessionError. Events after the returned one (messages that arrived
+    right behind the last handshake message) stay in ``conn`` for the session.
+    """
+    flush()
+    while True:
+        ev = conn.next_event()
+        if ev is None:
+            if conn.state is State.CLOSED:  # conn.close() during the handshake: our bug
+                raise LocalProtocolError(f"handshake driven after close ({conn.close_reason})")
+            await feed()
+            flush()
+            continue
+        if isinstance(ev, HandshakeComplete | RoutingRequestReceived):
+            return ev
+        if isinstance(ev, KeyNeeded):
+            key = await resolve(ev.name) if resolve is not None else None
+            if conn.state is State.NEEDS_KEY:
+                conn.provide_key(key)
+                flush()
+            continue
+        if isinstance(ev, ProtocolError | ConnectionClosed):
+            raise handshake_exception(ev)
+        raise AssertionError(f"{type(ev).__name__} before the handshake completed")
+
+
 class TcpSession(Session):
     transport = "tcp"
 
@@ -69,7 +126,7 @@ class TcpSession(Session):
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        ciphers: tuple[CipherState, CipherState],
+        conn: StreamConnection,
         *,
         peer_name: str,
         initiator: bool,
@@ -84,115 +141,146 @@ class TcpSession(Session):
         )
         self._reader = reader
         self._writer = writer
-        self._core = TcpTransport(*ciphers)
+        self._conn = conn
         self._high_water = writer.transport.get_write_buffer_limits()[1]
 
     def _write_nowait(self, data: bytes) -> bool:
         transport = self._writer.transport
         if transport.is_closing() or transport.get_write_buffer_size() > self._high_water:
             return False
-        transport.write(self._core.encrypt_message(data))
+        conn = self._conn
+        if not conn.is_open:
+            return False
+        conn.send_message(data)
+        for buf in conn.data_to_send():  # one buffer: the whole framed message
+            transport.write(buf)
         return True
 
     async def _write(self, data: bytes) -> None:
         w = self._writer
-        if self.closed or w.is_closing():
+        conn = self._conn
+        if self.closed or w.is_closing() or not conn.is_open:
             raise SessionClosed(self.close_reason or "closed")
         # Encrypt and write in one synchronous step: nonces follow write order, one write.
-        w.write(self._core.encrypt_message(data))
+        conn.send_message(data)
+        for buf in conn.data_to_send():
+            w.write(buf)
         transport = w.transport
         if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
             await self._wait_progress(w.drain, transport.get_write_buffer_size)
 
     async def _read_loop(self, deliver: Deliver) -> None:
         reader = self._reader
-        core = self._core
-        while not self.closed:
-            data = await reader.read(READ_SIZE)
-            if not data:
-                self.abort("closed by peer")
+        conn = self._conn
+        while True:
+            # Events first: messages may have arrived right behind the handshake.
+            while (ev := conn.next_event()) is not None:
+                if type(ev) is MessageReceived:
+                    self.messages_in += 1
+                    pending = deliver(self, ev.data)
+                    if pending is not None:  # standalone use only (see Deliver)
+                        await pending
+                elif isinstance(ev, ProtocolError):
+                    raise SessionError(ev.reason)
+                elif isinstance(ev, ConnectionClosed):
+                    self.abort("closed by peer")
+                    return
+            if self.closed:
                 return
-            self.touch()
-            try:
-                messages = core.feed(data)
-            except FramingError as e:
-                raise SessionError(f"framing: {e}") from None
-            for m in messages:
-                self.messages_in += 1
-                pending = deliver(self, m)
-                if pending is not None:  # standalone use only (see Deliver)
-                    await pending
+            data = await reader.read(READ_SIZE)
+            if data:
+                self.touch()
+            conn.receive_data(data)  # b"": end of stream
 
     def _close_transport(self) -> None:
+        self._conn.close(self.close_reason or "closed")
         self._writer.close()
 
 
-class RoutingRequestRefused(SessionError):
-    """The first frame was a RoutingRequest and the caller does not route."""
+def _feeder(reader: asyncio.StreamReader, conn: StreamConnection) -> Callable[[], Awaitable[None]]:
+    async def feed() -> None:
+        conn.receive_data(await reader.read(HANDSHAKE_READ_SIZE))
+
+    return feed
 
 
-async def connect(
-    host: str, port: int, hs: PeerHandshake, routing_request: bytes | None = None
+def _flusher(writer: asyncio.StreamWriter, conn: StreamConnection) -> Callable[[], None]:
+    def flush() -> None:
+        out = conn.data_to_send()
+        if out:  # the handshake phase: a RoutingRequest and ``-> e`` go in one segment
+            writer.write(out[0] if len(out) == 1 else b"".join(out))
+
+    return flush
+
+
+def _session(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: StreamConnection
 ) -> TcpSession:
-    """Dial, run the handshake and return the session (caller bounds the time).
-
-    With ``routing_request`` (msgpack bytes) the host is a router: the request is sent first,
-    as a ``[u16 BE len][msgpack]`` frame, and the handshake then runs end to end with the
-    node the router pairs us with. ``hs`` is usually the initiator; it is the responder when
-    an indirect node answers a ConnectionRequest through its router.
-    """
-    reader, writer = await asyncio.open_connection(host, port, limit=READ_SIZE)
-    try:
-        tune_socket(writer)
-        channel = TcpHandshakeChannel(reader, writer)
-        if routing_request is not None:
-            await channel.send_handshake(routing_request)
-        await run_handshake(hs, channel)
-    except BaseException:
-        writer.close()
-        raise
+    hs = conn.hs
     assert hs.peer_name is not None
     return TcpSession(
         reader,
         writer,
-        hs.split(),
+        conn,
         peer_name=hs.peer_name,
         initiator=hs.initiator,
         proxy_request=False if hs.initiator else hs.peer_proxy_request,
     )
 
 
-async def read_first_frame(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
-    """A responder's first frame: Noise ``-> e`` (32 bytes) or a RoutingRequest (up to
-    ROUTING_REQUEST_MAX); classify it with :func:`hnet.core.framing.classify_first_frame`."""
-    tune_socket(writer)
-    channel = TcpHandshakeChannel(reader, writer)
-    return await channel.recv_frame(max(limits.ROUTING_REQUEST_MAX, NOISE_E_LEN))
+async def connect(
+    host: str,
+    port: int,
+    hs: PeerHandshake,
+    routing_request: bytes | None = None,
+    *,
+    resolve: ResolveKey | None = None,
+) -> TcpSession:
+    """Dial, run the handshake and return the session (caller bounds the time).
+
+    With ``routing_request`` (msgpack bytes) the host is a router: the request is sent first,
+    as a ``[u16 BE len][msgpack]`` frame, and the handshake then runs end to end with the
+    node the router pairs us with. ``hs`` is usually the initiator; it is the responder when
+    an indirect node answers a ConnectionRequest through its router (docs/protocol.md §7).
+    """
+    reader, writer = await asyncio.open_connection(host, port, limit=READ_SIZE)
+    try:
+        tune_socket(writer)
+        conn = StreamConnection(hs, "tcp", routing_request=routing_request)
+        await drive_handshake(conn, _feeder(reader, conn), _flusher(writer, conn), resolve)
+    except BaseException:
+        writer.close()
+        raise
+    return _session(reader, writer, conn)
+
+
+async def accept_or_route(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    hs: PeerHandshake,
+    resolve: ResolveKey | None = None,
+) -> TcpSession | Routed:
+    """The responder side of an accepted socket (caller bounds the time and closes the
+    socket on failure): a session, or :class:`Routed` if the first frame is a RoutingRequest
+    (docs/protocol.md §4). ``resolve`` finds the key of an initiator we do not know yet."""
+    if hs.initiator:
+        raise ValueError("accept needs a responder handshake")
+    conn = StreamConnection(hs, "tcp")
+    ev = await drive_handshake(conn, _feeder(reader, conn), _flusher(writer, conn), resolve)
+    if isinstance(ev, RoutingRequestReceived):
+        return Routed(ev.first_frame, conn.take_buffered())
+    return _session(reader, writer, conn)
 
 
 async def accept(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     hs: PeerHandshake,
-    first: bytes | None = None,
     resolve: ResolveKey | None = None,
 ) -> TcpSession:
-    """Run the responder side on an accepted socket (caller bounds the time).
-
-    ``first`` is the first frame when the caller has read it already (to route a
-    RoutingRequest); otherwise it is read here, and a RoutingRequest is refused.
-    """
-    if first is None:
-        first = await read_first_frame(reader, writer)
-    if len(first) != NOISE_E_LEN:
+    """Run the responder side on an accepted socket (caller bounds the time); a
+    RoutingRequest is refused (this caller does not route)."""
+    result = await accept_or_route(reader, writer, hs, resolve)
+    if isinstance(result, Routed):
         raise RoutingRequestRefused("routing request refused: this node does not route")
-    await run_handshake(hs, TcpHandshakeChannel(reader, writer), first=first, resolve=resolve)
-    assert hs.peer_name is not None
-    return TcpSession(
-        reader,
-        writer,
-        hs.split(),
-        peer_name=hs.peer_name,
-        initiator=False,
-        proxy_request=hs.peer_proxy_request,
-    )
+    return result

@@ -155,6 +155,18 @@ class HandshakeFrameReader:
         """Bytes held that were not returned as frames."""
         return len(self._buf)
 
+    @property
+    def needed(self) -> int:
+        """Bytes still missing from the frame in progress (its header first); 0 once
+        :attr:`done`. A reader that must not read past a frame reads exactly this much."""
+        if self.done:
+            return 0
+        held = len(self._buf)
+        if held < 2:
+            return 2 - held
+        n: int = _U16.unpack_from(self._buf, 0)[0]
+        return max(0, 2 + n - held)
+
     def feed(self, data: BytesLike) -> list[bytes]:
         buf = self._buf
         buf += data

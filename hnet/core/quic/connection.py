@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from hnet import limits
 from hnet.core.framing.errors import FramingError
-from hnet.core.framing.tcp import HandshakeFrameReader
+from hnet.core.framing.tcp import HandshakeFrameReader, encode_handshake_frame
 from hnet.core.handshake import HandshakeError, PeerHandshake
 from hnet.core.quic import backend as qb
 from hnet.core.quic.errors import QuicAppError, QuicProtocolError
@@ -37,7 +37,6 @@ from hnet.core.quic.streams import (
     DirectionKeys,
     MessageOpener,
     MessageSealer,
-    handshake_frame,
     wire_size,
 )
 
@@ -47,6 +46,7 @@ __all__ = [
     "Closed",
     "Event",
     "HandshakeDone",
+    "KeyNeeded",
     "MessageReceived",
     "NoiseQuicConnection",
     "PathCidIssued",
@@ -66,6 +66,15 @@ class HandshakeDone:
     """QUIC and Noise handshakes are complete; the peer is authenticated."""
 
     peer_name: str
+
+
+@dataclass(slots=True)
+class KeyNeeded:
+    """Responder: the initiator's name is not known yet. Look its networking key up (within
+    the handshake deadline) and call :meth:`NoiseQuicConnection.provide_key`; its application
+    data waits in the early buffer meanwhile (docs/protocol.md §3)."""
+
+    name: str
 
 
 @dataclass(slots=True)
@@ -105,7 +114,15 @@ class PathCidRetired:
     cid: bytes
 
 
-Event = HandshakeDone | MessageReceived | SendCredit | Closed | PathCidIssued | PathCidRetired
+Event = (
+    HandshakeDone
+    | KeyNeeded
+    | MessageReceived
+    | SendCredit
+    | Closed
+    | PathCidIssued
+    | PathCidRetired
+)
 
 
 # --- per-stream state ------------------------------------------------------------------------
@@ -226,6 +243,8 @@ class NoiseQuicConnection:
             max_len=limits.HANDSHAKE_MAX_MESSAGE, max_frames=1 if self.is_client else 2
         )
         self._hs_sent_reply = False  # responder: msg2 sent (initiator may now finish)
+        #: responder: KeyNeeded was emitted, provide_key has not come yet
+        self.awaiting_key = False
         #: the responder has verified the initiator (its FIN on stream 0); until then an
         #: initiator sends at most QUIC_EARLY_SEND bytes of messages
         self.confirmed = False
@@ -537,7 +556,7 @@ class NoiseQuicConnection:
             if self.quic.next_bidi_stream_id() != HANDSHAKE_STREAM:
                 raise RuntimeError("stream 0 already used")
             self.quic.send_stream_data(
-                HANDSHAKE_STREAM, handshake_frame(self.hs.initial_message()), False
+                HANDSHAKE_STREAM, encode_handshake_frame(self.hs.initial_message()), False
             )
 
     def _on_handshake_stream(self, data: bytes, fin: bool) -> None:
@@ -567,22 +586,45 @@ class NoiseQuicConnection:
                 raise QuicProtocolError(QuicAppError.HANDSHAKE_FAILED, "handshake out of order")
             reply = hs.receive(message)
             assert reply is not None
-            self.quic.send_stream_data(HANDSHAKE_STREAM, handshake_frame(reply), True)
+            self.quic.send_stream_data(HANDSHAKE_STREAM, encode_handshake_frame(reply), True)
             self._complete()
         elif not self._hs_sent_reply:
             reply = hs.receive(message)
             assert reply is not None
-            self.quic.send_stream_data(HANDSHAKE_STREAM, handshake_frame(reply), False)
+            self.quic.send_stream_data(HANDSHAKE_STREAM, encode_handshake_frame(reply), False)
             self._hs_sent_reply = True
         else:
             hs.receive(message)
             if hs.needs_key is not None:
-                # No asynchronous lookup on this path yet: an unknown name fails now.
-                hs.provide_key(None)
-            self._complete()
-            # FIN on our half of stream 0: tells the initiator we verified it (confirmation)
-            self.quic.send_stream_data(HANDSHAKE_STREAM, b"", True)
-            self.confirmed = True
+                # An initiator we do not know yet: the adapter looks it up and calls
+                # provide_key; its early application data waits in _early (bounded).
+                self.awaiting_key = True
+                self._events.append(KeyNeeded(hs.needs_key))
+                return
+            self._responder_verified()
+
+    def _responder_verified(self) -> None:
+        self._complete()
+        # FIN on our half of stream 0: tells the initiator we verified it (confirmation)
+        self.quic.send_stream_data(HANDSHAKE_STREAM, b"", True)
+        self.confirmed = True
+
+    def provide_key(self, key: bytes | None) -> None:
+        """Answer :class:`KeyNeeded` with the initiator's networking key, or None if its
+        name is not in HNS (the handshake then fails). Ignored once the connection closed
+        (the handshake timed out meanwhile)."""
+        if not self.awaiting_key:
+            raise RuntimeError("no key was asked for")
+        self.awaiting_key = False
+        if self._state == _CLOSED:
+            return
+        try:
+            self.hs.provide_key(key)
+            self._responder_verified()
+        except HandshakeError as e:
+            self._violation(QuicAppError.HANDSHAKE_FAILED, str(e))
+        except QuicProtocolError as e:  # early data replayed by _complete broke a rule
+            self._violation(e.code, e.reason)
 
     def _complete(self) -> None:
         hs = self.hs

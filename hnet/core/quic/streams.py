@@ -51,7 +51,6 @@ __all__ = [
     "MessageOpener",
     "MessageSealer",
     "derive_stream_key",
-    "handshake_frame",
     "wire_size",
 ]
 
@@ -73,13 +72,6 @@ _MIN_CHUNK = NOISE_TAG_LEN + 1
 _BLOCK = 64  # BLAKE2s block size, the HMAC pad length
 
 BytesLike = bytes | bytearray | memoryview
-
-
-def handshake_frame(message: bytes) -> bytes:
-    """A Noise handshake message on stream 0: ``[u16 BE len][msg]``."""
-    if len(message) > NOISE_MAX_MESSAGE:
-        raise FramingError(f"handshake message of {len(message)} bytes")
-    return _U16.pack(len(message)) + message
 
 
 def wire_size(size: int) -> int:

@@ -5,7 +5,9 @@
 :class:`~hnet.transport.quic.udp.UdpSocket`:
 datagrams in, datagrams out, one timer per connection. Nothing here is a background task: the
 socket's reader callback, loop timers and the session's own ``send``/``run`` do all the work, so
-there is nothing to forget or cancel.
+there is nothing to forget or cancel. The one exception: a listener looks up the key of an
+initiator it does not know yet (``resolve_key``) in a task it owns, bounded by that
+connection's handshake timer and cancelled with the connection.
 
 A client owns its socket (so :meth:`QuicSession.rebind` can move it to a new one); a listener
 has one socket for all its connections and routes datagrams by connection ID.
@@ -26,6 +28,7 @@ from hnet.core.quic import backend as qb
 from hnet.core.quic.connection import (
     Closed,
     HandshakeDone,
+    KeyNeeded,
     MessageReceived,
     NoiseQuicConnection,
     PathCidIssued,
@@ -37,7 +40,7 @@ from hnet.core.quic.retry import RetryTokens
 from hnet.log import get_logger
 from hnet.transport.gate import HandshakeGate
 from hnet.transport.quic.udp import UdpSocket, bind_udp
-from hnet.transport.session import Deliver, Session, SessionClosed, SessionError
+from hnet.transport.session import Deliver, ResolveKey, Session, SessionClosed, SessionError
 
 __all__ = ["QuicListener", "QuicSession", "connect"]
 
@@ -58,6 +61,12 @@ def _code_name(code: int) -> str:
         return QuicAppError(code).name
     except ValueError:
         return f"0x{code:x}"
+
+
+def _refuse_unknown(drv: _Driver, _name: str) -> None:
+    """No key lookup: an initiator the responder does not know is refused (after this
+    callback returns: never re-enter the connection from its own event dispatch)."""
+    drv.loop.call_soon(drv.provide_key, None)
 
 
 class _Driver:
@@ -82,6 +91,8 @@ class _Driver:
         self.credit_events = 0
         # hooks for the owner (listener or client)
         self.on_handshake: Callable[[_Driver], None] = lambda d: None
+        #: responder: the initiator's name is unknown; answer with :meth:`provide_key`
+        self.on_key_needed: Callable[[_Driver, str], None] = _refuse_unknown
         self.on_cid_issued: Callable[[_Driver, bytes], None] = lambda d, c: None
         self.on_cid_retired: Callable[[_Driver, bytes], None] = lambda d, c: None
         self.on_teardown: Callable[[_Driver], None] = lambda d: None
@@ -200,6 +211,8 @@ class _Driver:
             elif isinstance(ev, SendCredit):
                 self.credit_events += 1
                 self._wake_credit.set()
+            elif isinstance(ev, KeyNeeded):
+                self.on_key_needed(self, ev.name)
             elif isinstance(ev, HandshakeDone):
                 self.settled.set()
                 self._keepalive = self.loop.call_later(
@@ -217,6 +230,18 @@ class _Driver:
                 self.on_cid_issued(self, ev.cid)
             elif isinstance(ev, PathCidRetired):
                 self.on_cid_retired(self, ev.cid)
+
+    def provide_key(self, key: bytes | None) -> None:
+        """The answer to a KeyNeeded event (the initiator's key, or None: unknown)."""
+        if self._torn_down or not self.core.awaiting_key:
+            return
+        try:
+            self.core.provide_key(key)
+            self._dispatch()
+        except Exception as e:
+            self._crash(e)
+            return
+        self.flush()
 
     def close(self, code: QuicAppError, reason: str) -> None:
         """Close now: queue CONNECTION_CLOSE, send it, release everything."""
@@ -489,6 +514,9 @@ class QuicListener:
         self._dirty: set[_Driver] = set()
         self._make_responder: Callable[[], PeerHandshake] | None = None
         self._on_session: Callable[[QuicSession], None] = lambda s: None
+        self._resolve_key: ResolveKey | None = None
+        #: key lookups for initiators we did not know, one per connection in handshake
+        self._lookups: dict[_Driver, asyncio.Task[None]] = {}
         self._handshake_timeout = limits.HANDSHAKE_TIMEOUT
         self.stats: dict[str, int] = {
             "accepted": 0,
@@ -525,17 +553,26 @@ class QuicListener:
         make_responder: Callable[[], PeerHandshake],
         on_session: Callable[[QuicSession], None],
         handshake_timeout: float = limits.HANDSHAKE_TIMEOUT,
+        resolve_key: ResolveKey | None = None,
     ) -> None:
-        """Bind ``host:port`` (0: any free port, see :attr:`address`) and start accepting."""
+        """Bind ``host:port`` (0: any free port, see :attr:`address`) and start accepting.
+
+        ``resolve_key`` finds the networking key of an initiator whose name the responder's
+        lookup does not know yet (registered a moment ago); without it such a name is refused
+        at once. The connection's handshake timeout bounds the lookup.
+        """
         if self._udp is not None:
             raise RuntimeError("listener already started")
         self._make_responder = make_responder
         self._on_session = on_session
         self._handshake_timeout = handshake_timeout
+        self._resolve_key = resolve_key
         self._udp = UdpSocket(bind_udp(host, port), self._datagram, self._flush_dirty)
 
     def close(self) -> None:
         """Close every connection (CONNECTION_CLOSE, code NO_ERROR) and the socket."""
+        for task in self._lookups.values():
+            task.cancel()
         for drv in list(self._drivers):
             if drv.session is not None:
                 drv.session.abort("listener closed")
@@ -615,6 +652,7 @@ class QuicListener:
         drv = _Driver(core, self._udp.sendto)
         drv.remote = addr
         drv.on_handshake = self._handshake_done
+        drv.on_key_needed = self._key_needed
         drv.on_cid_issued = self._cid_issued
         drv.on_cid_retired = self._cid_retired
         drv.on_teardown = self._forget
@@ -649,6 +687,28 @@ class QuicListener:
         log.info("quic handshake timed out", remote=_format_addr(drv.remote))
         drv.close(QuicAppError.HANDSHAKE_TIMEOUT, "handshake timed out")
 
+    def _key_needed(self, drv: _Driver, name: str) -> None:
+        resolve = self._resolve_key
+        if resolve is None:
+            _refuse_unknown(drv, name)
+            return
+        if drv not in self._lookups:
+            self._lookups[drv] = drv.loop.create_task(
+                self._lookup_key(drv, name, resolve), name=f"quic key lookup {name}"
+            )
+
+    async def _lookup_key(self, drv: _Driver, name: str, resolve: ResolveKey) -> None:
+        """Find ``name``'s key for ``drv``'s handshake; the pending-handshake timer bounds
+        it (the connection's teardown cancels this task)."""
+        try:
+            key = await resolve(name)
+        except Exception as e:  # a failed lookup refuses this initiator, nothing more
+            log.warning("key lookup failed", name=name, error=repr(e))
+            key = None
+        finally:
+            self._lookups.pop(drv, None)
+        drv.provide_key(key)
+
     def _handshake_done(self, drv: _Driver) -> None:
         timer = self._unpend(drv)
         if timer is not None:
@@ -669,6 +729,9 @@ class QuicListener:
             session.abort("not accepted")
 
     def _forget(self, drv: _Driver) -> None:
+        lookup = self._lookups.pop(drv, None)
+        if lookup is not None:
+            lookup.cancel()
         timer = self._unpend(drv)
         if timer is not None:
             timer.cancel()
