@@ -415,7 +415,8 @@ class Node:
                 self._dispatch(km, via=None)
             else:
                 item = self._outgoing(km, deadline)
-                await self.peers.send(target.node, item, via=via)
+                if not self.peers.offer(target.node, item, via=via):  # no room now: wait
+                    await self.peers.send(target.node, item, via=via)
             return await fut
         finally:
             timer.cancel()
