@@ -69,7 +69,8 @@ def test_two_nodes_flooding_each_other(tmp_path: Path, transport: str) -> None:
         async def main() -> None:
             async with asyncio.timeout(30):
                 await asyncio.gather(c.wait_ready("x.os"), c.wait_ready("y.os"))
-            flood = ("-c", "16", "-l", "8", "-s", "5000000", "-i", "0", "-W", "60")
+            # exactly the command, with ping's defaults for the rest (-i 1, -W 5)
+            flood = ("-c", "16", "-l", "8", "-s", "5000000")
             (rx, outx), (ry, outy) = await asyncio.gather(
                 ping(c.nodes["x.os"].home, "y.os", *flood, timeout=120),
                 ping(c.nodes["y.os"].home, "x.os", *flood, timeout=120),
