@@ -12,6 +12,7 @@ from hnet import keys, limits
 from hnet.cli.common import (
     EXIT_FAIL,
     EXIT_OK,
+    EXIT_USAGE,
     CliError,
     add_home,
     add_registry,
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         key = keys.read_keyfile(Path(args.key))
     except keys.KeyFileError as e:
-        raise CliError(str(e)) from None
+        raise CliError(str(e), EXIT_USAGE) from None
     if args.max_peers < 1:
         raise CliError("--max-peers must be at least 1")
     if args.max_passthroughs < 0:
