@@ -7,7 +7,9 @@
 * :mod:`hns.cacher`: hypermap-cacher log files;
 * :mod:`hns.registry`: :class:`Registry`, a local registry directory written like the chain;
 * :mod:`hns.sources`: :class:`LogSource`, the protocol of every record source, and
-  :class:`RegistrySource`, the local registry as one.
+  :class:`RegistrySource`, the local registry as one;
+* :mod:`hns.sources.chain`: :class:`ChainSource`, Hypermap from a JSON-RPC endpoint;
+* :mod:`hns.checkpoint`: :class:`Checkpoint`, the chain source's SQLite checkpoint.
 """
 
 from hns.cacher import (
@@ -21,6 +23,14 @@ from hns.cacher import (
     parse_log_cache,
     read_log_cache,
     write_log_cache,
+)
+from hns.checkpoint import (
+    ChainIdentity,
+    Checkpoint,
+    CheckpointError,
+    CheckpointStatus,
+    Cursor,
+    checkpoint_path,
 )
 from hns.events import (
     FACT_TOPIC,
@@ -76,8 +86,18 @@ from hns.records import (
 )
 from hns.registry import Registry, RegistryError
 from hns.sources import LogSource, RegistrySource, SourceError
+from hns.sources.base import SourceReset
+from hns.sources.chain import (
+    DEFAULT_CONFIRMATIONS,
+    ChainIdMismatch,
+    ChainSource,
+    RangePolicy,
+    RetryPolicy,
+    SyncProgress,
+)
 
 __all__ = [
+    "DEFAULT_CONFIRMATIONS",
     "FACT_TOPIC",
     "HNS_NOTES",
     "HYPERMAP_ADDRESS",
@@ -98,6 +118,13 @@ __all__ = [
     "REFERENCE_NOTES",
     "ROOT_HASH",
     "CacheFileError",
+    "ChainIdMismatch",
+    "ChainIdentity",
+    "ChainSource",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointStatus",
+    "Cursor",
     "Indexer",
     "InvalidName",
     "InvalidRecordValue",
@@ -109,10 +136,15 @@ __all__ = [
     "MintEvent",
     "NodeRecord",
     "NoteEvent",
+    "RangePolicy",
     "Registry",
     "RegistryError",
     "RegistrySource",
+    "RetryPolicy",
     "SourceError",
+    "SourceReset",
+    "SyncProgress",
+    "checkpoint_path",
     "decode_ip",
     "decode_mint",
     "decode_net_key",

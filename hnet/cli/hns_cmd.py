@@ -1,14 +1,58 @@
-"""``hnet hns register|show``: the local HNS registry."""
+"""``hnet hns register|show``: the local HNS registry; ``hnet hns sync|status``: Hypermap
+from a chain JSON-RPC endpoint into the node's checkpoint (``hns.ChainSource``)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import re
+import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from hnet import keys
-from hnet.cli.common import EXIT_OK, EXIT_USAGE, CliError, add_home, add_registry, registry_of
-from hns import NodeRecord, Registry, RegistryError
+from hnet.cli.common import (
+    EXIT_FAIL,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    add_home,
+    add_registry,
+    home_of,
+    registry_of,
+)
+from hns import (
+    DEFAULT_CONFIRMATIONS,
+    HYPERMAP_ADDRESS,
+    HYPERMAP_CHAIN_ID,
+    HYPERMAP_FIRST_BLOCK,
+    ChainIdMismatch,
+    ChainSource,
+    CheckpointError,
+    CheckpointStatus,
+    Indexer,
+    LogCache,
+    LogsMetadata,
+    NodeRecord,
+    Registry,
+    RegistryError,
+    SourceError,
+    SourceReset,
+    SyncProgress,
+    checkpoint_path,
+    write_log_cache,
+)
+from hns.cacher import timestamp_str
+from hns.checkpoint import find_checkpoints, read_status
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+_ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
+PLAIN_EVERY = 5.0
+"""Seconds between progress lines when stderr is not a terminal."""
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,6 +89,57 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_registry(s)
     add_home(s)
     s.set_defaults(func=run_show)
+
+    y = hsub.add_parser(
+        "sync",
+        help="fetch Hypermap's node records from a chain JSON-RPC endpoint",
+        description="Sync Hypermap logs from an Ethereum JSON-RPC endpoint (http(s) or ws(s)) "
+        "into the checkpoint under HOME/hns, up to the confirmed head (or --to-block), and "
+        "exit. A later sync, or a node, resumes from the checkpoint.",
+    )
+    y.add_argument("--rpc", required=True, metavar="URL", help="JSON-RPC endpoint URL")
+    y.add_argument(
+        "--contract", default=HYPERMAP_ADDRESS, metavar="ADDR", help="Hypermap contract address"
+    )
+    y.add_argument(
+        "--chain-id",
+        type=int,
+        default=HYPERMAP_CHAIN_ID,
+        metavar="N",
+        help=f"expected chain id (default {HYPERMAP_CHAIN_ID}, Base)",
+    )
+    y.add_argument(
+        "--from-block",
+        type=int,
+        default=HYPERMAP_FIRST_BLOCK,
+        metavar="N",
+        help=f"first block to read (default {HYPERMAP_FIRST_BLOCK})",
+    )
+    y.add_argument("--to-block", type=int, metavar="N", help="last block (default: the head)")
+    y.add_argument(
+        "--confirmations",
+        type=int,
+        default=DEFAULT_CONFIRMATIONS,
+        metavar="N",
+        help=f"blocks to stay behind the head (default {DEFAULT_CONFIRMATIONS})",
+    )
+    y.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="also write the synced logs as a hypermap-cacher file into DIR",
+    )
+    add_home(y)
+    y.set_defaults(func=run_sync)
+
+    t = hsub.add_parser(
+        "status",
+        help="show what chain syncs the home holds",
+        description="Show each chain checkpoint under HOME/hns: its chain, contract, the "
+        "last block synced, the head last seen and the number of logs.",
+    )
+    t.add_argument("--json", action="store_true", help="print JSON")
+    add_home(t)
+    t.set_defaults(func=run_status)
 
 
 def _public_key(args: argparse.Namespace) -> bytes:
@@ -123,3 +218,207 @@ def format_record(rec: NodeRecord) -> str:
         lines.append(f"routers   {', '.join(rec.routers) or '(none)'}")
     lines.append(f"usable    {'yes' if rec.is_usable else 'no'}")
     return "\n".join(lines)
+
+
+# --- sync and status -----------------------------------------------------------------------------
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    if not _ADDRESS_RE.fullmatch(args.contract):
+        raise CliError(f"--contract {args.contract!r} is not a 0x-prefixed address", EXIT_USAGE)
+    if args.from_block < 0 or args.confirmations < 0:
+        raise CliError("--from-block and --confirmations must not be negative", EXIT_USAGE)
+    if args.to_block is not None and args.to_block < args.from_block:
+        raise CliError("--to-block is before --from-block", EXIT_USAGE)
+    if not args.rpc.startswith(("http://", "https://", "ws://", "wss://")):
+        raise CliError("--rpc must be an http(s):// or ws(s):// URL", EXIT_USAGE)
+    return asyncio.run(_sync(args))
+
+
+async def _sync(args: argparse.Namespace) -> int:
+    path = checkpoint_path(home_of(args), args.chain_id, args.contract)
+    view = _ProgressView(sys.stderr)
+    src = ChainSource(
+        args.rpc,
+        chain_id=args.chain_id,
+        contract=args.contract,
+        first_block=args.from_block,
+        to_block=args.to_block,
+        confirmations=args.confirmations,
+        checkpoint=path,
+        progress=view.update,
+    )
+    indexer = Indexer(contract=args.contract)
+    logs: list[dict[str, object]] = []
+    try:
+        while True:
+            try:
+                new = await src.read_new()
+            except SourceReset as e:
+                view.note(f"{e}; rebuilding")
+                indexer, logs = Indexer(contract=args.contract), []
+                continue
+            finally:
+                for problem in src.take_problems():
+                    view.note(problem)
+            logs += new
+            indexer.feed_all(new)
+            if src.synced:
+                break
+    except ChainIdMismatch as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    except SourceError as e:
+        raise CliError(str(e), EXIT_FAIL) from None
+    finally:
+        view.close()
+        await src.aclose()
+    records = indexer.records()
+    usable = sum(1 for r in records.values() if r.is_usable)
+    last = src.cursor.block if src.cursor else args.from_block - 1
+    print(
+        f"synced {src.name}: blocks {args.from_block}..{last}, {len(logs)} logs, "
+        f"{len(records)} names ({usable} usable); checkpoint {path}"
+    )
+    if args.cache:
+        print(f"wrote {_write_cache(Path(args.cache), args, last, logs)}")
+    return EXIT_OK
+
+
+def _write_cache(
+    directory: Path, args: argparse.Namespace, last: int, logs: list[dict[str, object]]
+) -> Path:
+    metadata = LogsMetadata(
+        chain_id=str(args.chain_id),
+        from_block=str(args.from_block),
+        to_block=str(max(last, args.from_block)),
+        time_created=timestamp_str(),
+        created_by="hnet-hns-sync:hnet:sys",
+        signature="",
+    )
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        return write_log_cache(directory, LogCache(metadata=metadata, logs=logs))
+    except OSError as e:
+        raise CliError(f"--cache {directory}: {e.strerror or e}") from None
+
+
+def run_status(args: argparse.Namespace) -> int:
+    home = home_of(args)
+    statuses: list[CheckpointStatus] = []
+    for path in find_checkpoints(home):
+        try:
+            statuses.append(read_status(path))
+        except CheckpointError as e:
+            raise CliError(str(e)) from None
+    if args.json:
+        print(json.dumps([_status_json(s) for s in statuses], indent=2))
+        return EXIT_OK
+    if not statuses:
+        print(f"no chain sync under {home} (run: hnet hns sync --rpc URL)")
+    for st in statuses:
+        print(_status_text(st))
+    return EXIT_OK
+
+
+def _status_json(st: CheckpointStatus) -> dict[str, object]:
+    return {
+        "path": st.path,
+        "chain_id": st.chain_id,
+        "contract": st.contract,
+        "first_block": st.first_block,
+        "last_block": st.cursor.block if st.cursor else None,
+        "last_block_hash": st.cursor.hash if st.cursor else None,
+        "head": st.head,
+        "behind": (st.head - st.cursor.block) if st.head is not None and st.cursor else None,
+        "logs": st.logs,
+        "updated": st.updated,
+    }
+
+
+def _status_text(st: CheckpointStatus) -> str:
+    last = f"{st.cursor.block} ({st.cursor.hash[:18]}…)" if st.cursor else "(none yet)"
+    behind = ""
+    if st.head is not None and st.cursor:
+        behind = f", {st.head - st.cursor.block} behind head {st.head}"
+    updated = (
+        time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(st.updated)) if st.updated else "never"
+    )
+    return "\n".join(
+        [
+            f"checkpoint  {st.path}",
+            f"chain       {st.chain_id}, contract {st.contract}",
+            f"blocks      {st.first_block}..{last}{behind}",
+            f"logs        {st.logs}",
+            f"updated     {updated}",
+        ]
+    )
+
+
+class _ProgressView:
+    """A rich progress bar on a terminal, plain lines (at most every ``PLAIN_EVERY`` s)
+    otherwise; notes (skipped data, reorgs) go above it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._last_line = 0.0
+        self._last: SyncProgress | None = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        if stream.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("sync"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("blocks  {task.fields[logs]} logs  {task.fields[rate]}"),
+                TimeRemainingColumn(),
+                console=Console(file=stream),
+                transient=False,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("sync", total=None, logs=0, rate="")
+
+    def update(self, p: SyncProgress) -> None:
+        self._last = p
+        if self._progress is not None and self._task is not None:
+            self._progress.update(
+                self._task,
+                completed=p.done,
+                total=p.total or None,
+                logs=p.logs,
+                rate=f"{p.blocks_per_s:,.0f} blocks/s",
+            )
+            return
+        now = time.monotonic()
+        if now - self._last_line >= PLAIN_EVERY or p.synced:
+            self._last_line = now
+            self._line(p)
+
+    def _line(self, p: SyncProgress) -> None:
+        share = f" ({100 * p.done / p.total:.1f}%)" if p.total else ""
+        head = f", head {p.head}" if p.head is not None else ""
+        print(
+            f"sync: block {p.cursor if p.cursor is not None else '-'} of {p.target}{share}, "
+            f"{p.logs} logs, {p.blocks_per_s:,.0f} blocks/s{head}",
+            file=self._stream,
+            flush=True,
+        )
+
+    def note(self, line: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(line, markup=False, highlight=False)
+        else:
+            print(line, file=self._stream, flush=True)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -13,6 +13,14 @@ after the call.
 ``HnsUpdate`` NetActions from local callers (:meth:`Pki.ingest`) overlay the sources, as in
 the reference. Subscribers hear of every change to what a lookup returns, from either side.
 
+A source whose history can change (a chain: ``resettable = True``) may raise
+:class:`hns.SourceReset`; the PKI then reads the source's replay of its corrected history and
+rebuilds its records in a fresh indexer (the old view stays visible until the new one is
+complete), and subscribers hear of every record that changed or vanished. Logs of the other
+sources are fed again from memory: the PKI keeps a source's logs only when some other source
+is resettable, so a lone chain or registry source costs nothing extra. After a rebuild the
+sources' logs are applied source by source rather than in their original interleaving.
+
 Lifecycle: nothing is read until :meth:`Pki.start` (so until then every lookup misses);
 :meth:`Pki.aclose` cancels and awaits the follower and closes the sources, which the PKI owns.
 """
@@ -35,6 +43,7 @@ from hns import (
     Registry,
     RegistrySource,
     SourceError,
+    SourceReset,
     namehash_hex,
 )
 
@@ -45,8 +54,7 @@ log = get_logger("pki")
 class PkiChange:
     """What a lookup of ``name`` returns changed from ``old`` to ``new`` (None: no record).
 
-    HNS has no burn today, so ``new`` is always set; a chain source that follows reorgs may
-    remove records later, hence the type.
+    HNS has no burn, so ``new`` is None only when a chain reorganisation removed the Mint.
     """
 
     name: str
@@ -80,7 +88,15 @@ class Pki:
         self._poll_interval = poll_interval
         self._miss_interval = miss_interval
         self._feed_chunk = max(1, feed_chunk)
+        self._contract = contract
         self._indexer = Indexer(contract=contract)
+        # For rebuilds after a SourceReset: source i's logs are kept iff another is resettable.
+        resettable = [bool(getattr(s, "resettable", False)) for s in self._sources]
+        self._keep = [
+            any(r for j, r in enumerate(resettable) if j != i) for i in range(len(resettable))
+        ]
+        self._kept: list[list[dict[str, object]]] = [[] for _ in self._sources]
+        self._rebuilding: set[int] = set()
         self._records: dict[str, NodeRecord] = {}
         self._overlay: dict[str, NodeRecord] = {}
         self._subscribers: dict[int, Subscriber] = {}
@@ -98,13 +114,15 @@ class Pki:
         self._started = False
         self._closed = False
         #: Counters: reads of the sources (``refreshes``, of which ``forced_refreshes`` were
-        #: brought forward by misses), lookup ``misses``, ``logs`` fed, ``source_errors``.
+        #: brought forward by misses), lookup ``misses``, ``logs`` fed, ``source_errors``,
+        #: ``resets`` (records rebuilt after a source's history changed).
         self.stats: dict[str, int] = {
             "refreshes": 0,
             "forced_refreshes": 0,
             "misses": 0,
             "logs": 0,
             "source_errors": 0,
+            "resets": 0,
         }
 
     @classmethod
@@ -290,24 +308,43 @@ class Pki:
         this_read = self._reads_started
         self.stats["refreshes"] += 1
         try:
-            for src in self._sources:
-                logs = await self._read_new(src)
-                if logs:
+            for i, src in enumerate(self._sources):
+                logs = await self._read_new(i, src)
+                if logs is None and i in self._rebuilding:
+                    logs = await self._read_new(i, src)  # the replay, at once
+                if logs is None:
+                    continue
+                if i in self._rebuilding:
+                    await self._rebuild(i, logs)
+                elif logs:
+                    if self._keep[i]:
+                        self._kept[i].extend(logs)
                     await self._apply(logs)
         finally:
             self._reads_finished = this_read
             self._pulse_read_done()
 
-    async def _read_new(self, src: LogSource) -> list[dict[str, object]]:
-        """``src``'s new logs; failures are logged (once while they persist), never raised."""
+    async def _read_new(self, i: int, src: LogSource) -> list[dict[str, object]] | None:
+        """``src``'s new logs, or None if it could not be read or reset (then ``i`` is in
+        ``_rebuilding``); failures are logged (once while they persist), never raised."""
         try:
             logs = await src.read_new()
+        except SourceReset as e:
+            self.stats["resets"] += 1
+            self._rebuilding.add(i)
+            log.warning(
+                "record source history changed; rebuilding the records",
+                source=src.name,
+                from_block=e.from_block,
+                reason=e.reason,
+            )
+            return None
         except SourceError as e:
             self._failed(src, str(e))
-            return []
+            return None
         except Exception as e:  # a bug in the source, not a property of its data
             self._failed(src, f"bug: {e!r}")
-            return []
+            return None
         finally:
             for problem in src.take_problems():
                 log.warning("record source data skipped", source=src.name, problem=problem)
@@ -337,6 +374,26 @@ class Pki:
                 self._records[rec.name] = rec
                 if rec != old and rec.name not in self._overlay:
                     self._notify(PkiChange(rec.name, old, rec))
+
+    async def _rebuild(self, i: int, replay: list[dict[str, object]]) -> None:
+        """Records from scratch: source ``i``'s replay plus the kept logs of the others, in a
+        fresh indexer (chunked, yielding the loop); then swap and notify what changed."""
+        self._rebuilding.discard(i)
+        if self._keep[i]:
+            self._kept[i] = list(replay)
+        fresh = Indexer(contract=self._contract)
+        for j in range(len(self._sources)):
+            logs = replay if j == i else self._kept[j]
+            for start in range(0, len(logs), self._feed_chunk):
+                await asyncio.sleep(0)
+                fresh.feed_all(logs[start : start + self._feed_chunk])
+        self.stats["logs"] += len(replay)
+        old, self._records = self._records, fresh.records()
+        self._indexer = fresh
+        for name in [*self._records, *(n for n in old if n not in self._records)]:
+            before, after = old.get(name), self._records.get(name)
+            if before != after and name not in self._overlay:
+                self._notify(PkiChange(name, before, after))
 
     def _pulse_read_done(self) -> None:
         done, self._read_done = self._read_done, asyncio.Event()

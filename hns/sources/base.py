@@ -1,9 +1,10 @@
 """The one interface every HNS record source implements: Hypermap logs, new ones only, in order.
 
 A source is anything that yields Hypermap ``eth_getLogs`` objects (``docs/protocol.md`` §9):
-the local registry directory (:class:`hns.sources.registry.RegistrySource`) today, a chain
-JSON-RPC endpoint and a hypermap-cacher file directory later. The consumer feeds what it gets
-to one long-lived :class:`hns.Indexer`, so a source only has to deliver logs, never records.
+the local registry directory (:class:`hns.sources.registry.RegistrySource`), a chain JSON-RPC
+endpoint (:class:`hns.sources.chain.ChainSource`) and a hypermap-cacher file directory later.
+The consumer feeds what it gets to one long-lived :class:`hns.Indexer`, so a source only has
+to deliver logs, never records.
 
 Why pull (``read_new``) and not push: the indexer needs logs strictly in order and exactly once,
 and a consumer that asks for "whatever is new" when it is ready gets both without queues
@@ -11,11 +12,39 @@ between the two. Change detection is the consumer's business: it polls ``read_ne
 does so every ``PKI_POLL_INTERVAL`` and early on a lookup miss), so ``read_new`` must be cheap
 when nothing changed. A source that can learn of changes by push (a chain subscription) can
 add an optional ``wait_changed`` later without changing this protocol.
+
+Why a reset. A chain can reorganise: blocks a source has already delivered are replaced, and
+the logs in them with them. An indexer cannot undo a log, so the only correct answer is to
+rebuild. A source that can find this out raises :class:`SourceReset` from ``read_new``; it has
+already rewound itself, so its next ``read_new`` returns its whole corrected history again
+from the beginning, exactly like a first call (a chain source replays it from its local
+checkpoint, without asking the chain again). The consumer throws away what it derived from
+that source and feeds the replay to a fresh indexer. Sources that can never reset (a registry
+directory) need not do anything: a consumer learns whether to expect resets from the optional
+class attribute ``resettable`` (absent means False), so it keeps the logs of non-resettable
+sources for a rebuild only when one of its sources is resettable.
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
+
+
+class SourceReset(Exception):
+    """Raised by ``read_new``: what this source returned before is void from ``from_block`` on.
+
+    The source has rewound: its next ``read_new`` returns its whole history again, from the
+    beginning, in order, as a first call would (nothing is returned by the raising call). The
+    consumer must drop every log it got from this source and rebuild from that replay.
+    ``from_block`` is the lowest block whose logs changed (for messages and for consumers that
+    keep logs by block); ``reason`` is one line.
+    """
+
+    def __init__(self, source: str, from_block: int, reason: str) -> None:
+        super().__init__(f"{source}: history changed from block {from_block}: {reason}")
+        self.source = source
+        self.from_block = from_block
+        self.reason = reason
 
 
 class SourceError(Exception):
@@ -43,6 +72,10 @@ class LogSource(Protocol):
     * **All-or-nothing per call.** If ``read_new`` raises :class:`SourceError` or is cancelled,
       nothing counts as returned. Items the source cannot use (a corrupt file) are skipped and
       described by :meth:`take_problems` instead of failing the whole call.
+    * **Reset.** A source whose history can change (a chain) sets the class attribute
+      ``resettable = True`` and may raise :class:`SourceReset` from ``read_new``; see there.
+      It may also deliver a long history over several calls (a prefix, in order, each time):
+      then it is "behind" until a call returns everything it holds.
     * **Off the event loop.** Any blocking I/O runs in a thread (``asyncio.to_thread``), so a
       consumer on the event loop is never blocked. Calls are not made concurrently by a
       well-behaved consumer; implementations serialise them anyway.
@@ -52,7 +85,8 @@ class LogSource(Protocol):
     name: str
 
     async def read_new(self) -> list[dict[str, object]]:
-        """The logs not returned before, in chain order. Raises :class:`SourceError`."""
+        """The logs not returned before, in chain order. Raises :class:`SourceError`, or
+        :class:`SourceReset` if the source is resettable."""
         ...
 
     def take_problems(self) -> list[str]:
