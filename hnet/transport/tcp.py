@@ -42,6 +42,7 @@ __all__ = [
     "accept",
     "accept_or_route",
     "connect",
+    "deliver_events",
     "drive_handshake",
     "tune_socket",
 ]
@@ -174,18 +175,7 @@ class TcpSession(Session):
         conn = self._conn
         while True:
             # Events first: messages may have arrived right behind the handshake.
-            while (ev := conn.next_event()) is not None:
-                if type(ev) is MessageReceived:
-                    self.messages_in += 1
-                    pending = deliver(self, ev.data)
-                    if pending is not None:  # standalone use only (see Deliver)
-                        await pending
-                elif isinstance(ev, ProtocolError):
-                    raise SessionError(ev.reason)
-                elif isinstance(ev, ConnectionClosed):
-                    self.abort("closed by peer")
-                    return
-            if self.closed:
+            if await deliver_events(self, conn, deliver, lambda: "closed by peer") or self.closed:
                 return
             data = await reader.read(READ_SIZE)
             if data:
@@ -195,6 +185,26 @@ class TcpSession(Session):
     def _close_transport(self) -> None:
         self._conn.close(self.close_reason or "closed")
         self._writer.close()
+
+
+async def deliver_events(
+    session: Session, conn: StreamConnection, deliver: Deliver, why_closed: Callable[[], str]
+) -> bool:
+    """Hand every pending event of an open ``conn`` to the session: messages to ``deliver``, a
+    protocol error raised as SessionError (the peer's fault), the peer's close as an abort with
+    ``why_closed()``. True once the connection has ended. Shared by TCP and WebSocket."""
+    while (ev := conn.next_event()) is not None:
+        if type(ev) is MessageReceived:
+            session.messages_in += 1
+            pending = deliver(session, ev.data)
+            if pending is not None:  # standalone use only (see Deliver)
+                await pending
+        elif isinstance(ev, ProtocolError):
+            raise SessionError(ev.reason)
+        elif isinstance(ev, ConnectionClosed):
+            session.abort(why_closed())
+            return True
+    return False
 
 
 def _feeder(reader: asyncio.StreamReader, conn: StreamConnection) -> Callable[[], Awaitable[None]]:

@@ -35,9 +35,6 @@ from websockets.uri import parse_uri
 from hnet import limits
 from hnet.core.handshake import PeerHandshake
 from hnet.core.stream import (
-    ConnectionClosed,
-    MessageReceived,
-    ProtocolError,
     RoutingRequestReceived,
     StreamConnection,
 )
@@ -47,6 +44,7 @@ from hnet.transport.tcp import (
     READ_SIZE,
     Routed,
     RoutingRequestRefused,
+    deliver_events,
     drive_handshake,
     tune_socket,
 )
@@ -409,18 +407,9 @@ class WsSession(Session):
         ws, conn = self._ws, self._conn
         while True:
             # Events first: messages may have arrived right behind the handshake.
-            while (ev := conn.next_event()) is not None:
-                if type(ev) is MessageReceived:
-                    self.messages_in += 1
-                    pending = deliver(self, ev.data)
-                    if pending is not None:  # standalone use only (see Deliver)
-                        await pending
-                elif isinstance(ev, ProtocolError):
-                    raise SessionError(ev.reason)
-                elif isinstance(ev, ConnectionClosed):
-                    self.abort(ws.close_reason or "closed by peer")
-                    return
-            if self.closed:
+            if await deliver_events(
+                self, conn, deliver, lambda: ws.close_reason or "closed by peer"
+            ) or self.closed:
                 return
             try:
                 item = await ws.recv()
