@@ -146,6 +146,8 @@ class TcpSession(Session):
         self._high_water = writer.transport.get_write_buffer_limits()[1]
 
     def _write_nowait(self, data: bytes) -> bool:
+        if len(data) > limits.WRITE_NOWAIT_MAX:
+            return False  # large: the writer sends it and waits for the socket to drain
         transport = self._writer.transport
         if transport.is_closing() or transport.get_write_buffer_size() > self._high_water:
             return False
