@@ -77,7 +77,7 @@ MAX_PEERS = 1_024
 MAX_PENDING_HANDSHAKES = 256
 #: Simultaneous open: an inbound session from a peer we dialled ourselves less than this long
 #: ago is the peer's half of a simultaneous open, settled by name (docs/architecture.md).
-SIMULTANEOUS_OPEN_WINDOW = 2 * 5.0
+SIMULTANEOUS_OPEN_WINDOW = 2 * HANDSHAKE_TIMEOUT
 
 # --- the send path (docs/architecture.md, "The send path") ----------------------------------
 #: Bytes queued for one peer (while dialling) or one session (waiting for its writer). Three
@@ -105,6 +105,13 @@ WRITE_STALL_TIMEOUT = 30.0
 #: While a writer is blocked, queued messages past their deadline are failed (Timeout) this
 #: often, so a stalled peer never holds expired messages' memory for longer.
 SEND_SWEEP_INTERVAL = 0.5
+
+#: A peer's hellos are logged at most this often (the rest are counted in its next line: a
+#: log line costs more than the hello itself).
+HELLO_LOG_INTERVAL = 1.0
+#: Entries of the small per-message memos (hello log times per peer, hypermap-safe results
+#: per process, parsed local addresses); past it the memo is reset or stops growing.
+MEMO_MAX = 4_096
 
 # --- local processes ------------------------------------------------------------------------
 #: Messages waiting for one registered process's handler; more are dropped (and logged; a

@@ -218,7 +218,6 @@ class Node:
         self.indirect = IndirectRole(
             our_name=self.name,
             routers=routers,
-            lookup=self.pki.networking_key,
             peers=self.peers,
             dial_router=lambda router: self.dialler.dial(router, None),
             answer_via_router=self.dialler.answer_via_router,
@@ -430,7 +429,7 @@ class Node:
         addr = self._addresses.get(process)
         if addr is None:
             addr = Address.parse(f"{self.name}@{process}")
-            if len(self._addresses) < 1024:
+            if len(self._addresses) < limits.MEMO_MAX:
                 self._addresses[process] = addr
         return addr
 

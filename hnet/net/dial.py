@@ -41,7 +41,6 @@ from hns import NodeRecord
 log = get_logger("dial")
 
 __all__ = [
-    "ATTEMPT_ERRORS",
     "ROUTED_TRANSPORTS",
     "TRANSPORTS",
     "Attempt",
@@ -58,8 +57,6 @@ ROUTED_TRANSPORTS = ("tcp", "ws")
 #: (host, port, handshake, RoutingRequest bytes or None) -> an established session
 Connector = Callable[[str, int, PeerHandshake, "bytes | None"], Awaitable[Session]]
 
-#: What a failed attempt can raise; anything else is a bug of ours and propagates.
-ATTEMPT_ERRORS = CONNECT_ERRORS
 
 
 @dataclass(frozen=True)
@@ -100,7 +97,7 @@ async def attempt_all(
         try:
             async with asyncio.timeout(timeout):
                 session = await connect(a.host, a.port, a.handshake(), a.routing_request)
-        except ATTEMPT_ERRORS as e:
+        except CONNECT_ERRORS as e:  # anything else is a bug of ours and propagates
             errors.append(f"{a.label()}: {failure_reason(e)}")
             continue
         if a.expect is not None and session.peer_name != a.expect:

@@ -21,7 +21,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 from hnet import limits
-from hnet.core.handshake import KeyLookup
 from hnet.core.wire import Accepted, KernelMessage, NetResponse, Rejected
 from hnet.log import get_logger
 from hnet.net.peers import DialError, PeerTable
@@ -41,7 +40,6 @@ class IndirectRole:
         *,
         our_name: str,
         routers: Sequence[str],
-        lookup: KeyLookup,
         peers: PeerTable,
         dial_router: Callable[[str], Awaitable[Session]],
         answer_via_router: Callable[[str, str], Awaitable[Session]],
@@ -51,7 +49,6 @@ class IndirectRole:
     ) -> None:
         self.our_name = our_name
         self.routers = tuple(routers)
-        self._lookup = lookup
         self._peers = peers
         self._dial_router = dial_router
         self._answer_via_router = answer_via_router

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hnet import keys
+from hnet import keys, limits
 from hnet.core.wire import (
     Address,
     CodecError,
@@ -55,10 +55,6 @@ from hnet.log import get_logger
 log = get_logger("net")
 
 NET_PROCESS = "net:distro:sys"
-#: A peer's hellos are logged at most this often (the rest counted in the next line).
-HELLO_LOG_INTERVAL = 1.0
-#: Peers whose last hello time is remembered for that (then the memory is reset).
-HELLO_LOG_PEERS = 4_096
 ACK = b"ack"
 #: Every ack is the same (immutable) Response: built once.
 _ACK_MESSAGE = ResponseMessage(
@@ -156,10 +152,10 @@ class NetModule:
         HELLO_LOG_INTERVAL with the count since (a log line costs more than the hello)."""
         now = time.monotonic()
         last, count = self._hello_log.get(source, (0.0, 0))
-        if now - last < HELLO_LOG_INTERVAL:
+        if now - last < limits.HELLO_LOG_INTERVAL:
             self._hello_log[source] = (last, count + 1)
             return
-        if len(self._hello_log) >= HELLO_LOG_PEERS:
+        if len(self._hello_log) >= limits.MEMO_MAX:
             self._hello_log.clear()
         self._hello_log[source] = (now, 0)
         log.info(

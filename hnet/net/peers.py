@@ -585,7 +585,7 @@ class PeerTable:
         safe = self._safe.get(process)
         if safe is None:
             safe = process.is_hypermap_safe()
-            if len(self._safe) < 4096:  # a bounded memo: the same few processes talk
+            if len(self._safe) < limits.MEMO_MAX:  # the same few processes talk
                 self._safe[process] = safe
         if not safe:
             self.stats["protocol_errors"] += 1

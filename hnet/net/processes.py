@@ -87,7 +87,13 @@ class Registration:
         n = _size(d)
         if len(self._box) >= limits.INBOX_SIZE or self._bytes + n > limits.INBOX_BYTES:
             self.dropped += 1
-            log.warning("process mailbox full; delivery dropped", process=str(self.process))
+            if self.dropped & (self.dropped - 1) == 0:  # the 1st, 2nd, 4th, 8th...: a flood
+                # of drops must not become a flood of log lines
+                log.warning(
+                    "process mailbox full; deliveries dropped",
+                    process=str(self.process),
+                    dropped=self.dropped,
+                )
             return False
         self._box.append((d, n))
         self._bytes += n
