@@ -35,7 +35,9 @@ _REASONS = {200: "OK", 400: "Bad Request", 429: "Too Many Requests", 503: "Servi
 class Faults:
     """What the proxy breaks.
 
-    ``failure_rate``: share of requests answered by a fault chosen from ``kinds`` (weights):
+    ``failure_rate``: share of requests answered by a fault from ``kinds`` (weights; the first
+    faults take each kind of positive weight once, in order, so that every kind is exercised
+    however the concurrent requests happen to interleave; later ones are drawn by weight):
     ``429`` (HTTP 429, ``Retry-After: 0``), ``503``, ``stall`` (no answer for
     ``stall_seconds``, then the connection is closed), ``drop`` (closed without an answer),
     ``garbage`` (HTTP 200 with an HTML page), ``rate`` (HTTP 200, a JSON-RPC rate-limit error).
@@ -103,6 +105,8 @@ class RpcProxy:
         self.faults = faults or Faults()
         self.stats: Counter[str] = Counter()
         self._rng = random.Random(self.faults.seed)
+        #: faults injected so far (the first ones cycle through the kinds, see Faults)
+        self._injected = 0
         self._server: asyncio.Server | None = None
         self._session: aiohttp.ClientSession | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -197,6 +201,9 @@ class RpcProxy:
         kinds = [k for k, w in f.kinds.items() if w > 0]
         if not kinds:
             return None
+        if self._injected < len(kinds):
+            self._injected += 1
+            return kinds[self._injected - 1]
         return self._rng.choices(kinds, weights=[f.kinds[k] for k in kinds])[0]
 
     async def _inject(self, fault: str, body: bytes, writer: asyncio.StreamWriter) -> bool:
