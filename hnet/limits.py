@@ -282,3 +282,8 @@ PKI_RESOLVE_TIMEOUT = 1.0
 #: hashing of labels), so a chunk holds the loop ~10 ms, and an initial load of a large registry
 #: (tens of thousands of logs, seconds of work) never stalls sessions for longer than that.
 PKI_FEED_CHUNK = 128
+#: Names a PKI keeps from live chain reads (``Pki(live=...)``) until its sources deliver them:
+#: a bounded cache (oldest dropped first), so a flood of lookups of unknown names cannot grow it.
+PKI_LIVE_MAX = 4096
+#: Seconds between a node's progress lines while its chain source syncs at start.
+PKI_SYNC_LOG_INTERVAL = 5.0

@@ -42,7 +42,7 @@ from hnet.net.dial import TRANSPORTS, Connector, Dialler
 from hnet.net.indirect import IndirectRole
 from hnet.net.netmodule import NET_PROCESS, NetModule
 from hnet.net.peers import PeerTable
-from hnet.net.pki import Pki
+from hnet.net.pki import Pki, PkiChange, PkiStartError
 from hnet.net.processes import Failed, Handler, Incoming, ProcessTable, Registration
 from hnet.net.requests import Reply, RequestTracker, SendFailed
 from hnet.net.router import Router
@@ -151,6 +151,7 @@ class Node:
             resolve_key=self._resolve_key,
         )
         self._addresses: dict[str, Address] = {}
+        self._unsubscribe = pki.subscribe(self._on_record_change)
         self._up = False
         #: set at start when our record lists routers instead of an address
         self.indirect: IndirectRole | None = None
@@ -177,8 +178,14 @@ class Node:
         self._up = True
 
     async def _start(self) -> None:
-        await self.pki.start()
-        rec = self.pki.record(self.name)
+        try:
+            await self.pki.start()
+        except PkiStartError as e:
+            raise NodeStartError(f"{self.name}: cannot read HNS: {e}") from e
+        # (resolve: a name registered after the chain's last confirmed block is read live)
+        rec = self.pki.record(self.name) or await self.pki.resolve(
+            self.name, self.config.handshake_timeout
+        )
         if rec is None:
             raise NodeStartError(f"{self.name}: not in HNS ({self.pki.source})")
         if rec.net_key is None or keys.parse_public_key(rec.net_key) != keys.public_bytes(
@@ -210,6 +217,29 @@ class Node:
             raise NodeStartError(f"{self.name}: {e}") from None
         log.info("node up", name=self.name, listening=self.listening)
 
+    def _on_record_change(self, change: PkiChange) -> None:
+        """A record changed in HNS (a chain update, an HnsUpdate): sessions to that peer
+        follow it (``PeerTable.record_changed``); a change of our own record needs a restart."""
+        old, new = change.old, change.new
+        if old is None:
+            return  # a new name: nothing of ours depends on it yet
+        key_changed = new is None or new.net_key != old.net_key
+        routing_changed = new is not None and (new.ips, new.ports, new.routers) != (
+            old.ips,
+            old.ports,
+            old.routers,
+        )
+        if not (key_changed or routing_changed):
+            return
+        if change.name == self.name:
+            if self._up:
+                log.warning("our own HNS record changed; restart the node to use it")
+            return
+        what = "networking key" if key_changed else "routing"
+        self.peers.record_changed(
+            change.name, key_changed=key_changed, reason=f"{change.name}'s {what} changed in HNS"
+        )
+
     def _start_indirect(self, routers: tuple[str, ...]) -> None:
         """An indirect node: no listener (no address in our record); sessions to our routers."""
         if self.config.max_passthroughs:
@@ -229,6 +259,7 @@ class Node:
 
     async def aclose(self) -> None:
         """Stop listening, close sessions, report queued and outstanding messages."""
+        self._unsubscribe()
         self.listeners.close()
         if self.indirect is not None:
             await self.indirect.aclose()

@@ -9,9 +9,12 @@
 * :mod:`hns.sources`: :class:`LogSource`, the protocol of every record source, and
   :class:`RegistrySource`, the local registry as one;
 * :mod:`hns.sources.chain`: :class:`ChainSource`, Hypermap from a JSON-RPC endpoint;
-* :mod:`hns.checkpoint`: :class:`Checkpoint`, the chain source's SQLite checkpoint.
+* :mod:`hns.checkpoint`: :class:`Checkpoint`, the chain source's SQLite checkpoint;
+* :mod:`hns.bootstrap`: hypermap-cacher files (a directory or a cacher's URL) to start from;
+* :mod:`hns.lookup`: :class:`LiveLookup`, one name read live from the chain (Multicall3).
 """
 
+from hns.bootstrap import Bootstrap, BootstrapError, load_bootstrap
 from hns.cacher import (
     MAX_CACHE_FILE_BYTES,
     CacheFileError,
@@ -50,6 +53,15 @@ from hns.events import (
 )
 from hns.indexer import MAX_PENDING, Indexer
 from hns.keccak import keccak256
+from hns.lookup import (
+    DEFAULT_LOOKUP_RETRY,
+    MULTICALL3_ADDRESS,
+    LiveLookup,
+    LookupResult,
+    MalformedAnswer,
+    read_notes,
+    record_from_notes,
+)
 from hns.names import (
     LABEL_MAX_BYTES,
     ROOT_HASH,
@@ -98,6 +110,7 @@ from hns.sources.chain import (
 
 __all__ = [
     "DEFAULT_CONFIRMATIONS",
+    "DEFAULT_LOOKUP_RETRY",
     "FACT_TOPIC",
     "HNS_NOTES",
     "HYPERMAP_ADDRESS",
@@ -107,6 +120,7 @@ __all__ = [
     "MAX_CACHE_FILE_BYTES",
     "MAX_PENDING",
     "MINT_TOPIC",
+    "MULTICALL3_ADDRESS",
     "NOTE_IP",
     "NOTE_NET_KEY",
     "NOTE_QUIC_PORT",
@@ -117,6 +131,8 @@ __all__ = [
     "PORT_NOTES",
     "REFERENCE_NOTES",
     "ROOT_HASH",
+    "Bootstrap",
+    "BootstrapError",
     "CacheFileError",
     "ChainIdMismatch",
     "ChainIdentity",
@@ -128,10 +144,13 @@ __all__ = [
     "Indexer",
     "InvalidName",
     "InvalidRecordValue",
+    "LiveLookup",
     "LogCache",
     "LogMeta",
     "LogSource",
     "LogsMetadata",
+    "LookupResult",
+    "MalformedAnswer",
     "MalformedLog",
     "MintEvent",
     "NodeRecord",
@@ -160,6 +179,7 @@ __all__ = [
     "is_valid_note_label",
     "keccak256",
     "labelhash",
+    "load_bootstrap",
     "log_cache_filename",
     "mint_log",
     "namehash",
@@ -169,6 +189,8 @@ __all__ = [
     "ordered_logs",
     "parse_log_cache",
     "read_log_cache",
+    "read_notes",
+    "record_from_notes",
     "validate_label",
     "validate_name",
     "write_log_cache",

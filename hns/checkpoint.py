@@ -295,6 +295,22 @@ def read_status(path: str | os.PathLike[str]) -> CheckpointStatus:
         raise CheckpointError(f"checkpoint {file}: unreadable ({e})") from None
 
 
+def read_logs(path: str | os.PathLike[str]) -> list[dict[str, object]]:
+    """Every log a checkpoint file holds, in chain order (read-only; for ``hns show``)."""
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint {file}: no such file")
+    try:
+        db = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT json FROM logs ORDER BY block, log_index").fetchall()
+        finally:
+            db.close()
+        return [json.loads(r[0]) for r in rows]
+    except (sqlite3.Error, ValueError) as e:
+        raise CheckpointError(f"checkpoint {file}: unreadable ({e})") from None
+
+
 def _status(db: sqlite3.Connection, where: str) -> CheckpointStatus:
     meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
     logs = int(db.execute("SELECT COUNT(*) FROM logs").fetchone()[0])

@@ -9,10 +9,12 @@ import json
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from hnet import keys
+from hnet.cli.chain_opts import add_chain_args, chain_source, check_chain_args
 from hnet.cli.common import (
     EXIT_FAIL,
     EXIT_OK,
@@ -24,15 +26,13 @@ from hnet.cli.common import (
     registry_of,
 )
 from hns import (
-    DEFAULT_CONFIRMATIONS,
     HYPERMAP_ADDRESS,
     HYPERMAP_CHAIN_ID,
-    HYPERMAP_FIRST_BLOCK,
     ChainIdMismatch,
-    ChainSource,
     CheckpointError,
     CheckpointStatus,
     Indexer,
+    InvalidName,
     LogCache,
     LogsMetadata,
     NodeRecord,
@@ -42,10 +42,13 @@ from hns import (
     SourceReset,
     SyncProgress,
     checkpoint_path,
+    validate_name,
     write_log_cache,
 )
 from hns.cacher import timestamp_str
-from hns.checkpoint import find_checkpoints, read_status
+from hns.checkpoint import find_checkpoints, read_logs, read_status
+from hns.lookup import LiveLookup
+from hns.sources.chain import chain_name, redact_url
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -83,9 +86,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_home(r)
     r.set_defaults(func=run_register)
 
-    s = hsub.add_parser("show", help="show a name's record", description="Show NAME's record.")
+    s = hsub.add_parser(
+        "show",
+        help="show a name's record",
+        description="Show NAME's record: from the chain sync under HOME when there is one "
+        "(hnet hns sync), else from the local registry; with --rpc, read live from the chain.",
+    )
     s.add_argument("name", metavar="NAME")
     s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--rpc", metavar="URL", help="look the name up live on this JSON-RPC endpoint")
+    s.add_argument(
+        "--contract", default=HYPERMAP_ADDRESS, metavar="ADDR", help="Hypermap contract address"
+    )
+    s.add_argument(
+        "--chain-id",
+        type=int,
+        default=HYPERMAP_CHAIN_ID,
+        metavar="N",
+        help=f"expected chain id (default {HYPERMAP_CHAIN_ID}, Base)",
+    )
     add_registry(s)
     add_home(s)
     s.set_defaults(func=run_show)
@@ -95,47 +114,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="fetch Hypermap's node records from a chain JSON-RPC endpoint",
         description="Sync Hypermap logs from an Ethereum JSON-RPC endpoint (http(s) or ws(s)) "
         "into the checkpoint under HOME/hns, up to the confirmed head (or --to-block), and "
-        "exit. A later sync, or a node, resumes from the checkpoint.",
+        "exit. With --cache, hypermap-cacher files are read first and RPC catches up from "
+        "their last block. A later sync, or a node, resumes from the checkpoint.",
     )
-    y.add_argument("--rpc", required=True, metavar="URL", help="JSON-RPC endpoint URL")
-    y.add_argument(
-        "--contract", default=HYPERMAP_ADDRESS, metavar="ADDR", help="Hypermap contract address"
-    )
-    y.add_argument(
-        "--chain-id",
-        type=int,
-        default=HYPERMAP_CHAIN_ID,
-        metavar="N",
-        help=f"expected chain id (default {HYPERMAP_CHAIN_ID}, Base)",
-    )
-    y.add_argument(
-        "--from-block",
-        type=int,
-        default=HYPERMAP_FIRST_BLOCK,
-        metavar="N",
-        help=f"first block to read (default {HYPERMAP_FIRST_BLOCK})",
-    )
+    add_chain_args(y, rpc_required=True)
     y.add_argument("--to-block", type=int, metavar="N", help="last block (default: the head)")
     y.add_argument(
-        "--confirmations",
-        type=int,
-        default=DEFAULT_CONFIRMATIONS,
-        metavar="N",
-        help=f"blocks to stay behind the head (default {DEFAULT_CONFIRMATIONS})",
-    )
-    y.add_argument(
-        "--cache",
+        "--write-cache",
         metavar="DIR",
-        help="also write the synced logs as a hypermap-cacher file into DIR",
+        help="also write the synced logs as one hypermap-cacher file into DIR",
     )
     add_home(y)
     y.set_defaults(func=run_sync)
 
     t = hsub.add_parser(
         "status",
-        help="show what chain syncs the home holds",
-        description="Show each chain checkpoint under HOME/hns: its chain, contract, the "
-        "last block synced, the head last seen and the number of logs.",
+        help="show where the home's records come from and how fresh they are",
+        description="Show the record store hnet hns show and hnet node read: the chain sync "
+        "under HOME/hns (the last block synced, the head last seen, the lag between them, logs "
+        "and records), or else the local registry.",
     )
     t.add_argument("--json", action="store_true", help="print JSON")
     add_home(t)
@@ -179,16 +176,100 @@ def run_register(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    registry = Registry(registry_of(args))
-    try:
-        rec = registry.resolve(args.name)
-    except RegistryError as e:
-        raise CliError(str(e), EXIT_USAGE) from None
+    if args.rpc:
+        check_lookup_args(args)
+        rec = asyncio.run(_live_show(args))
+        where = f"chain {redact_url(args.rpc)}"
+    else:
+        store = open_store(home_of(args), registry_of(args))
+        rec = store.records.get(args.name)
+        where = store.source
+        if rec is None:
+            try:
+                validate_name(args.name)
+            except InvalidName as e:
+                raise CliError(f"{args.name!r}: {e}", EXIT_USAGE) from None
+    if rec is None:
+        raise CliError(f"{args.name}: not in HNS ({where})", EXIT_USAGE)
     if args.json:
         print(json.dumps(record_json(rec), indent=2))
     else:
         print(format_record(rec))
     return EXIT_OK
+
+
+def check_lookup_args(args: argparse.Namespace) -> None:
+    if not args.rpc.startswith(("http://", "https://", "ws://", "wss://")):
+        raise CliError("--rpc must be an http(s):// or ws(s):// URL", EXIT_USAGE)
+    if not _ADDRESS_RE.fullmatch(args.contract):
+        raise CliError(f"--contract {args.contract!r} is not a 0x-prefixed address", EXIT_USAGE)
+    try:
+        validate_name(args.name)
+    except InvalidName as e:
+        raise CliError(f"{args.name!r}: {e}", EXIT_USAGE) from None
+
+
+async def _live_show(args: argparse.Namespace) -> NodeRecord | None:
+    """A live read of one name (``hns.lookup``); router names come from the home's store."""
+    store = open_store(home_of(args), registry_of(args))
+    names = {rec.namehash: rec.name for rec in store.records.values()}
+    lookup = LiveLookup(args.rpc, chain_id=args.chain_id, contract=args.contract, names=names.get)
+    try:
+        result = await lookup.resolve(args.name)
+        if result.unresolved_routers:
+            print(
+                f"{args.name}: routers not named in the home's store (hnet hns sync names "
+                f"them): {', '.join(result.unresolved_routers)}",
+                file=sys.stderr,
+            )
+        return result.record
+    except ChainIdMismatch as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    except SourceError as e:
+        raise CliError(str(e), EXIT_FAIL) from None
+    finally:
+        await lookup.aclose()
+
+
+@dataclass
+class Store:
+    """The records a home's commands read, and where they come from."""
+
+    source: str
+    records: dict[str, NodeRecord]
+    status: CheckpointStatus | None = None
+
+
+def open_store(home: Path, registry: Path) -> Store:
+    """The chain sync under ``home`` if there is one (the most recently updated, when
+    several chains or contracts were synced), else the local registry."""
+    status = _latest_checkpoint(home)
+    if status is not None:
+        try:
+            logs = read_logs(status.path)
+        except CheckpointError as e:
+            raise CliError(str(e)) from None
+        indexer = Indexer(contract=status.contract)
+        indexer.feed_all(logs)
+        return Store(f"chain sync {status.path}", indexer.records(), status)
+    reg = Registry(registry)
+    try:
+        records = reg.load().records()
+    except RegistryError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    return Store(f"registry {reg.path}", dict(records))
+
+
+def _latest_checkpoint(home: Path) -> CheckpointStatus | None:
+    statuses: list[CheckpointStatus] = []
+    for path in find_checkpoints(home):
+        try:
+            statuses.append(read_status(path))
+        except CheckpointError as e:
+            raise CliError(str(e)) from None
+    if not statuses:
+        return None
+    return max(statuses, key=lambda st: (st.updated or 0.0, st.path))
 
 
 def record_json(rec: NodeRecord) -> dict[str, object]:
@@ -224,30 +305,16 @@ def format_record(rec: NodeRecord) -> str:
 
 
 def run_sync(args: argparse.Namespace) -> int:
-    if not _ADDRESS_RE.fullmatch(args.contract):
-        raise CliError(f"--contract {args.contract!r} is not a 0x-prefixed address", EXIT_USAGE)
-    if args.from_block < 0 or args.confirmations < 0:
-        raise CliError("--from-block and --confirmations must not be negative", EXIT_USAGE)
+    check_chain_args(args)
     if args.to_block is not None and args.to_block < args.from_block:
         raise CliError("--to-block is before --from-block", EXIT_USAGE)
-    if not args.rpc.startswith(("http://", "https://", "ws://", "wss://")):
-        raise CliError("--rpc must be an http(s):// or ws(s):// URL", EXIT_USAGE)
     return asyncio.run(_sync(args))
 
 
 async def _sync(args: argparse.Namespace) -> int:
-    path = checkpoint_path(home_of(args), args.chain_id, args.contract)
+    home = home_of(args)
     view = _ProgressView(sys.stderr)
-    src = ChainSource(
-        args.rpc,
-        chain_id=args.chain_id,
-        contract=args.contract,
-        first_block=args.from_block,
-        to_block=args.to_block,
-        confirmations=args.confirmations,
-        checkpoint=path,
-        progress=view.update,
-    )
+    src = chain_source(args, home, to_block=args.to_block, progress=view.update)
     indexer = Indexer(contract=args.contract)
     logs: list[dict[str, object]] = []
     try:
@@ -275,12 +342,19 @@ async def _sync(args: argparse.Namespace) -> int:
     records = indexer.records()
     usable = sum(1 for r in records.values() if r.is_usable)
     last = src.cursor.block if src.cursor else args.from_block - 1
+    boot = src.bootstrap
+    if boot is not None and boot.covers:
+        print(
+            f"from the cache: blocks {boot.first_block}..{boot.last_block}, {len(boot.logs)} "
+            f"logs from {boot.files_used} files; then RPC"
+        )
     print(
         f"synced {src.name}: blocks {args.from_block}..{last}, {len(logs)} logs, "
-        f"{len(records)} names ({usable} usable); checkpoint {path}"
+        f"{len(records)} names ({usable} usable); "
+        f"checkpoint {checkpoint_path(home, args.chain_id, args.contract)}"
     )
-    if args.cache:
-        print(f"wrote {_write_cache(Path(args.cache), args, last, logs)}")
+    if args.write_cache:
+        print(f"wrote {_write_cache(Path(args.write_cache), args, last, logs)}")
     return EXIT_OK
 
 
@@ -299,59 +373,62 @@ def _write_cache(
         directory.mkdir(parents=True, exist_ok=True)
         return write_log_cache(directory, LogCache(metadata=metadata, logs=logs))
     except OSError as e:
-        raise CliError(f"--cache {directory}: {e.strerror or e}") from None
+        raise CliError(f"--write-cache {directory}: {e.strerror or e}") from None
 
 
 def run_status(args: argparse.Namespace) -> int:
     home = home_of(args)
-    statuses: list[CheckpointStatus] = []
-    for path in find_checkpoints(home):
-        try:
-            statuses.append(read_status(path))
-        except CheckpointError as e:
-            raise CliError(str(e)) from None
-    if args.json:
-        print(json.dumps([_status_json(s) for s in statuses], indent=2))
-        return EXIT_OK
-    if not statuses:
-        print(f"no chain sync under {home} (run: hnet hns sync --rpc URL)")
-    for st in statuses:
-        print(_status_text(st))
-    return EXIT_OK
-
-
-def _status_json(st: CheckpointStatus) -> dict[str, object]:
-    return {
-        "path": st.path,
-        "chain_id": st.chain_id,
-        "contract": st.contract,
-        "first_block": st.first_block,
-        "last_block": st.cursor.block if st.cursor else None,
-        "last_block_hash": st.cursor.hash if st.cursor else None,
-        "head": st.head,
-        "behind": (st.head - st.cursor.block) if st.head is not None and st.cursor else None,
-        "logs": st.logs,
-        "updated": st.updated,
+    store = open_store(home, registry_of(args))
+    others = [
+        str(p)
+        for p in find_checkpoints(home)
+        if store.status is None or str(p) != store.status.path
+    ]
+    st = store.status
+    usable = sum(1 for r in store.records.values() if r.is_usable)
+    last = st.cursor.block if st and st.cursor else None
+    lag = st.head - last if st and st.head is not None and last is not None else None
+    out: dict[str, object] = {
+        "source": store.source,
+        "kind": "chain" if st else "registry",
+        "chain_id": st.chain_id if st else None,
+        "contract": st.contract if st else None,
+        "first_block": st.first_block if st else None,
+        "last_block": last,
+        "last_block_hash": st.cursor.hash if st and st.cursor else None,
+        "head": st.head if st else None,
+        "lag": lag,
+        "logs": st.logs if st else None,
+        "records": len(store.records),
+        "usable": usable,
+        "updated": st.updated if st else None,
+        "other_checkpoints": others,
     }
-
-
-def _status_text(st: CheckpointStatus) -> str:
-    last = f"{st.cursor.block} ({st.cursor.hash[:18]}…)" if st.cursor else "(none yet)"
-    behind = ""
-    if st.head is not None and st.cursor:
-        behind = f", {st.head - st.cursor.block} behind head {st.head}"
-    updated = (
-        time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(st.updated)) if st.updated else "never"
-    )
-    return "\n".join(
-        [
-            f"checkpoint  {st.path}",
-            f"chain       {st.chain_id}, contract {st.contract}",
-            f"blocks      {st.first_block}..{last}{behind}",
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    lines = [f"source      {store.source}"]
+    if st is not None:
+        updated = (
+            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(st.updated))
+            if st.updated
+            else "never"
+        )
+        shown = f"{last} ({st.cursor.hash[:18]}…)" if st.cursor else "(none yet)"
+        lines += [
+            f"chain       {chain_name(st.chain_id)}, contract {st.contract}",
+            f"blocks      {st.first_block}..{shown}",
+            f"head        {st.head if st.head is not None else '(not seen)'}"
+            + (f", lag {lag} blocks" if lag is not None else ""),
             f"logs        {st.logs}",
             f"updated     {updated}",
         ]
-    )
+    else:
+        lines.append("chain       none (run: hnet hns sync --rpc URL)")
+    lines.append(f"records     {len(store.records)} names ({usable} usable)")
+    lines += [f"also        {p}" for p in others]
+    print("\n".join(lines))
+    return EXIT_OK
 
 
 class _ProgressView:

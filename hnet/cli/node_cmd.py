@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 
 from hnet import keys, limits
+from hnet.cli.chain_opts import add_chain_args, chain_source, check_chain_args
 from hnet.cli.common import (
     EXIT_FAIL,
     EXIT_OK,
@@ -21,10 +23,11 @@ from hnet.cli.common import (
 )
 from hnet.control import ControlServer, socket_path
 from hnet.log import configure, get_logger
-from hnet.net.pki import Pki
+from hnet.net.pki import Pki, PkiStartError
 from hnet.node import Node, NodeConfig, NodeStartError
 from hnet.runtime import run as run_loop
-from hns import Registry
+from hns import ChainIdMismatch, Registry, SyncProgress
+from hns.lookup import LiveLookup
 
 log = get_logger("cli.node")
 
@@ -35,12 +38,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="run a node",
         description="Run a node: listen on the ports of NAME's HNS record (or, if the record "
         "lists routers instead of an address, keep sessions to those routers), answer hellos, "
-        "and serve a control socket (owner-only) in the home directory. SIGINT/SIGTERM stop it.",
+        "and serve a control socket (owner-only) in the home directory. SIGINT/SIGTERM stop it. "
+        "Records come from the local registry, or with --rpc from Hypermap on chain: the node "
+        "syncs (resuming from HOME/hns), then follows the chain while it runs.",
     )
     p.add_argument("--name", required=True, metavar="NAME", help="this node's HNS name")
     p.add_argument("--key", required=True, metavar="KEYFILE", help="networking key file")
     add_registry(p)
     add_home(p)
+    add_chain_args(p, rpc_required=False)
     p.add_argument("--bind", metavar="IP", help="listen on this IP instead of the record's")
     p.add_argument(
         "--max-peers", type=int, default=limits.MAX_PEERS, metavar="N", help="peer bound"
@@ -60,6 +66,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     configure(json=args.log_json, level=args.log_level)
+    check_chain_args(args)
     home = home_of(args)
     try:
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -82,21 +89,68 @@ def run(args: argparse.Namespace) -> int:
         max_peers=args.max_peers,
         max_passthroughs=args.max_passthroughs,
     )
-    registry = Registry(registry_of(args))
-    return run_loop(_main(config, registry))
+    return run_loop(_main(config, args))
 
 
-async def _main(config: NodeConfig, registry: Registry) -> int:
-    pki = Pki.from_registry(registry)
+def _pki(args: argparse.Namespace, home: Path) -> Pki:
+    """The registry's records, or with ``--rpc`` the chain's (checkpointed under home), with
+    live reads for names registered after the last confirmed block."""
+    if not args.rpc:
+        return Pki.from_registry(Registry(registry_of(args)))
+    source = chain_source(args, home, progress=_SyncLog())
+    live = LiveLookup(args.rpc, chain_id=args.chain_id, contract=args.contract)
+    pki = Pki([source], contract=args.contract, live=live.lookup)
+    live.names = pki.name_of  # routers of a live read are named from the index
+    pki.on_close(live.aclose)
+    return pki
+
+
+class _SyncLog:
+    """Progress lines of the chain sync (at most every PKI_SYNC_LOG_INTERVAL s)."""
+
+    def __init__(self) -> None:
+        self._last = float("-inf")
+
+    def __call__(self, p: SyncProgress) -> None:
+        now = time.monotonic()
+        if now - self._last < limits.PKI_SYNC_LOG_INTERVAL and not p.synced:
+            return
+        self._last = now
+        log.info(
+            "HNS sync",
+            block=p.cursor,
+            target=p.target,
+            head=p.head,
+            logs=p.logs,
+            blocks_per_s=round(p.blocks_per_s),
+            synced=p.synced,
+        )
+
+
+async def _main(config: NodeConfig, args: argparse.Namespace) -> int:
+    pki = _pki(args, config.home)
     node = Node(config, pki)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    starting = loop.create_task(node.start(), name="node start")
+    stopping = loop.create_task(stop.wait(), name="stop signal")
     try:
-        await node.start()
+        await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not starting.done():  # a signal during the start (a long chain sync): stop cleanly
+        starting.cancel()
+        await asyncio.wait([starting])
+        await node.aclose()
+        return EXIT_OK
+    try:
+        starting.result()
     except NodeStartError as e:
-        raise CliError(str(e), EXIT_FAIL) from None
+        cause = e.__cause__
+        wrong_chain = isinstance(cause, PkiStartError) and isinstance(cause.error, ChainIdMismatch)
+        raise CliError(str(e), EXIT_USAGE if wrong_chain else EXIT_FAIL) from None
     control = ControlServer(node, socket_path(config.home), stop.set)
     try:
         await control.start()

@@ -411,6 +411,34 @@ class PeerTable:
             return
         self._install(peer, session)
 
+    # --- HNS changes -----------------------------------------------------------------------
+
+    def record_changed(self, name: str, *, key_changed: bool, reason: str) -> None:
+        """``name``'s HNS record changed while we may hold sessions to it.
+
+        A new (or vanished) networking key: every session authenticated under the old one
+        is aborted (its unwritten messages fail Offline); the next message dials afresh. A
+        new address, ports or routers: the current session is retired (read for its grace
+        period, so nothing in flight is cut) and its unwritten messages go to a dial on the
+        new record. Our own name is not a peer."""
+        peer = self._peers.get(name)
+        if name == self.our_name or peer is None or peer.state is PeerState.CLOSED:
+            return
+        if key_changed:
+            # Retired sessions first: the current one's close must not fall back to them.
+            for s in [*peer.retired, peer.session]:
+                if s is not None and not s.closed:
+                    log.info("networking key changed in HNS; closing session", peer=name)
+                    s.abort(reason)
+            return
+        current = peer.usable(None)
+        if current is None:
+            return
+        log.info("routing changed in HNS; redialling", peer=name, was=current.transport)
+        self._retire(peer, current)
+        if len(peer.dial_queue) and not peer.dialling:
+            self._start_dial(peer, None)
+
     # --- sessions --------------------------------------------------------------------------
 
     def attach(self, session: Session) -> None:
@@ -499,9 +527,7 @@ class PeerTable:
         session.retire(self.retire_grace)
         peer.retired.add(session)
 
-    def _install(
-        self, peer: Peer, session: Session, event: PeerEvent | None = None
-    ) -> None:
+    def _install(self, peer: Peer, session: Session, event: PeerEvent | None = None) -> None:
         """Make ``session`` current (``event`` fired first, if given)."""
         self._start(peer, session)
         if session.closed:

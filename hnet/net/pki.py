@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from hnet import limits
@@ -63,6 +64,18 @@ class PkiChange:
 
 
 Subscriber = Callable[[PkiChange], None]
+LiveLookup = Callable[[str], Awaitable[NodeRecord | None]]
+"""A live read of one name (``hns.lookup.LiveLookup.lookup``): None if it does not exist.
+Raises :class:`hns.SourceError` when the chain cannot be asked."""
+
+
+class PkiStartError(Exception):
+    """A record source failed before it delivered its history (the endpoint is down, or
+    serves another chain): ``error`` is the source's :class:`hns.SourceError`."""
+
+    def __init__(self, error: SourceError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class Pki:
@@ -70,7 +83,10 @@ class Pki:
 
     ``poll_interval``: seconds between reads of every source. ``miss_interval``: least time
     between two reads forced by lookup misses. ``contract``: the Hypermap address whose logs
-    count (None: any). ``feed_chunk``: logs applied per event-loop turn.
+    count (None: any). ``feed_chunk``: logs applied per event-loop turn. ``live``: asked
+    by :meth:`resolve` for a name the sources do not know (yet), e.g. registered on chain
+    after the last confirmed block; what it finds is kept (at most ``limits.PKI_LIVE_MAX``
+    names) until the sources deliver the name.
     """
 
     def __init__(
@@ -81,8 +97,12 @@ class Pki:
         miss_interval: float = limits.PKI_MISS_INTERVAL,
         contract: str | None = HYPERMAP_ADDRESS,
         feed_chunk: int = limits.PKI_FEED_CHUNK,
+        live: LiveLookup | None = None,
     ) -> None:
         self._sources = tuple(sources)
+        self._live = live
+        self._live_records: OrderedDict[str, NodeRecord] = OrderedDict()
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         #: What the records come from, for messages: ``"registry /path"`` for one registry.
         self.source = ", ".join(s.name for s in self._sources) or "no record sources"
         self._poll_interval = poll_interval
@@ -123,6 +143,7 @@ class Pki:
             "logs": 0,
             "source_errors": 0,
             "resets": 0,
+            "live_lookups": 0,
         }
 
     @classmethod
@@ -157,15 +178,21 @@ class Pki:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Read every source once, then follow them in the background. Idempotent."""
+        """Read every source until each has delivered its history (a source with a
+        ``synced`` attribute, a chain, may take many reads; others take one), then follow them
+        in the background. Idempotent. Raises :class:`PkiStartError` if a source fails before
+        it is synced (a registry that cannot be read is logged and retried instead)."""
         async with self._start_lock:
             if self._closed:
                 raise RuntimeError("PKI is closed")
             if self._started:
                 return
-            await self._read_sources()
-            if self._closed:  # aclose() ran during the initial read
-                return
+            while True:
+                await self._read_sources(strict=True)
+                if self._closed:  # aclose() ran during the initial read
+                    return
+                if all(getattr(s, "synced", True) for s in self._sources):
+                    break
             self._follower = asyncio.get_running_loop().create_task(
                 self._follow(), name="pki follower"
             )
@@ -186,12 +213,22 @@ class Pki:
                 await src.aclose()
             except Exception as e:
                 log.error("record source failed to close", source=src.name, error=repr(e))
+        for closer in self._closers:
+            try:
+                await closer()
+            except Exception as e:
+                log.error("PKI helper failed to close", error=repr(e))
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Await ``closer()`` in :meth:`aclose`, after the sources (e.g. the live lookup's
+        connection, which the PKI does not own otherwise)."""
+        self._closers.append(closer)
 
     # --- lookups (memory only: called from handshakes) -------------------------------------
 
     def record(self, name: str) -> NodeRecord | None:
         """``name``'s record, or None. Never does I/O; a miss asks for an early read."""
-        rec = self._overlay.get(name) or self._records.get(name)
+        rec = self._lookup(name)
         if rec is None:
             self.stats["misses"] += 1
             if not self._wake.is_set():
@@ -218,17 +255,52 @@ class Pki:
         if rec is not None or not self.running:
             return rec
         wanted = self._reads_started + 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 while self._reads_finished < wanted and self.running:
                     await self._read_done.wait()
                     rec = self._lookup(name)
                     if rec is not None:
                         return rec
-        return self._lookup(name)
+        rec = self._lookup(name)
+        if rec is None and self._live is not None and self.running:
+            rec = await self._ask_live(name, deadline - loop.time())
+        return rec
+
+    async def _ask_live(self, name: str, timeout: float) -> NodeRecord | None:
+        if timeout <= 0:
+            return None
+        assert self._live is not None
+        self.stats["live_lookups"] += 1
+        try:
+            async with asyncio.timeout(timeout):
+                rec = await self._live(name)
+        except TimeoutError:
+            return None
+        except SourceError as e:
+            log.info("live HNS lookup failed", name=name, error=str(e))
+            return None
+        if rec is None or rec.name != name or self._lookup(name) is not None:
+            return self._lookup(name)
+        self._live_records[name] = rec
+        while len(self._live_records) > limits.PKI_LIVE_MAX:
+            self._live_records.popitem(last=False)
+        log.info("name found by a live chain read, before the index", name=name)
+        self._notify(PkiChange(name, None, rec))
+        return rec
+
+    def name_of(self, namehash: str) -> str | None:
+        """The name minted with ``namehash`` (``0x`` + hex) as far as the sources told, for
+        naming the routers of a live read."""
+        try:
+            return self._indexer.name_of(bytes.fromhex(namehash.removeprefix("0x")))
+        except ValueError:
+            return None
 
     def _lookup(self, name: str) -> NodeRecord | None:
-        return self._overlay.get(name) or self._records.get(name)
+        return self._overlay.get(name) or self._records.get(name) or self._live_records.get(name)
 
     # --- local updates and subscribers -----------------------------------------------------
 
@@ -302,14 +374,15 @@ class Pki:
             except Exception as e:  # a bug here must not end the following
                 log.error("PKI read failed (a bug)", error=repr(e))
 
-    async def _read_sources(self) -> None:
-        """One read of every source, in turn; its logs applied to the indexer."""
+    async def _read_sources(self, *, strict: bool = False) -> None:
+        """One read of every source, in turn; its logs applied to the indexer. ``strict``:
+        a source that fails before it is synced raises :class:`PkiStartError`."""
         self._reads_started += 1
         this_read = self._reads_started
         self.stats["refreshes"] += 1
         try:
             for i, src in enumerate(self._sources):
-                logs = await self._read_new(i, src)
+                logs = await self._read_new(i, src, strict=strict)
                 if logs is None and i in self._rebuilding:
                     logs = await self._read_new(i, src)  # the replay, at once
                 if logs is None:
@@ -324,7 +397,9 @@ class Pki:
             self._reads_finished = this_read
             self._pulse_read_done()
 
-    async def _read_new(self, i: int, src: LogSource) -> list[dict[str, object]] | None:
+    async def _read_new(
+        self, i: int, src: LogSource, *, strict: bool = False
+    ) -> list[dict[str, object]] | None:
         """``src``'s new logs, or None if it could not be read or reset (then ``i`` is in
         ``_rebuilding``); failures are logged (once while they persist), never raised."""
         try:
@@ -340,6 +415,8 @@ class Pki:
             )
             return None
         except SourceError as e:
+            if strict and getattr(src, "synced", True) is False:
+                raise PkiStartError(e) from None
             self._failed(src, str(e))
             return None
         except Exception as e:  # a bug in the source, not a property of its data
@@ -370,7 +447,7 @@ class Pki:
             chunk = logs[start : start + self._feed_chunk]
             self.stats["logs"] += len(chunk)
             for rec in self._indexer.feed_all(chunk):
-                old = self._records.get(rec.name)
+                old = self._records.get(rec.name) or self._live_records.pop(rec.name, None)
                 self._records[rec.name] = rec
                 if rec != old and rec.name not in self._overlay:
                     self._notify(PkiChange(rec.name, old, rec))

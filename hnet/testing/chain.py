@@ -7,7 +7,10 @@ is fast and scriptable; ``solcjs`` (npm ``solc``) compiles
 ``hnet/testing/contracts/HypermapTest.sol`` at test time (cached in a directory the test
 gives, never committed), and its runtime code is put at the real Hypermap address with
 ``anvil_setCode``, on a chain with Base's chain id whose genesis is Hypermap's first block, so
-:class:`hns.ChainSource`'s defaults apply unchanged.
+:class:`hns.ChainSource`'s defaults apply unchanged. HypermapTest also answers Hypermap's
+``get(bytes32)`` (what :class:`hns.lookup.LiveLookup` reads), and our own minimal
+``Multicall.sol`` (Multicall3's ``aggregate`` ABI) is installed at Multicall3's canonical
+address unless a test asks for a chain without it.
 
 Mining is manual (``--no-mining``): each transaction is mined in its own block by
 ``evm_mine``, so a test knows exactly which block holds what, and :meth:`TestChain.mine`
@@ -61,6 +64,7 @@ from hns import (
     read_log_cache,
 )
 from hns.events import FACT_TOPIC, MINT_TOPIC, NOTE_TOPIC, log_topics
+from hns.lookup import MULTICALL3_ADDRESS
 from hns.names import ROOT_HASH, ancestors, labelhash, namehash, split_name
 from hns.records import (
     NOTE_IP,
@@ -75,6 +79,7 @@ from hns.records import (
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_SOURCE = Path(__file__).resolve().parent / "contracts" / "HypermapTest.sol"
+MULTICALL_SOURCE = Path(__file__).resolve().parent / "contracts" / "Multicall.sol"
 ANVIL_PACKAGE = "@foundry-rs/anvil-linux-amd64"
 SOLC_PACKAGE = "solc"
 NPM_PREFIX = ROOT / ".cache" / "npm"
@@ -86,7 +91,8 @@ RPC_TIMEOUT = 60.0
 """Deadline of one JSON-RPC call to anvil (mining a block of thousands of logs included)."""
 COMPILE_TIMEOUT = 120.0
 TX_GAS = 29_000_000
-"""Gas of each transaction (anvil's block gas limit is 30 M): about 4,000 small events."""
+"""Gas of each transaction (anvil's block gas limit is 30 M): about 1,200 events of typical
+registrations, each Mint and Note also stored for ``get`` (an event alone is ~7 k gas)."""
 PER_TX = 1_000
 """Events per transaction by default."""
 
@@ -148,17 +154,29 @@ class Compiled:
 def compile_hypermap_test(cache_dir: Path) -> Compiled:
     """Compile HypermapTest.sol with solcjs, or reuse a build cached in ``cache_dir`` (keyed
     by the source and the compiler, so an edit recompiles)."""
+    return compile_contract(CONTRACT_SOURCE, "HypermapTest", cache_dir)
+
+
+def compile_multicall(cache_dir: Path) -> Compiled:
+    """Compile Multicall.sol (our Multicall3 ``aggregate`` stand-in), cached like
+    :func:`compile_hypermap_test`."""
+    return compile_contract(MULTICALL_SOURCE, "Multicall", cache_dir)
+
+
+def compile_contract(path: Path, contract_name: str, cache_dir: Path) -> Compiled:
+    """Compile contract ``contract_name`` of the Solidity file ``path`` with solcjs, or reuse
+    a build cached in ``cache_dir`` (keyed by the source and the compiler)."""
     solcjs = find_solcjs()
-    source = CONTRACT_SOURCE.read_text()
+    source = path.read_text()
     st = solcjs.resolve().stat()
     key = hashlib.sha256(f"{source}\0{solcjs.resolve()}\0{st.st_mtime_ns}".encode()).hexdigest()
-    cached = cache_dir / f"HypermapTest-{key[:16]}.json"
+    cached = cache_dir / f"{contract_name}-{key[:16]}.json"
     if cached.is_file():
         data = json.loads(cached.read_text())
         return Compiled(runtime=bytes.fromhex(data["runtime"]), abi=data["abi"])
     request = {
         "language": "Solidity",
-        "sources": {"HypermapTest.sol": {"content": source}},
+        "sources": {path.name: {"content": source}},
         "settings": {
             "optimizer": {"enabled": True, "runs": 200},
             "outputSelection": {"*": {"*": ["abi", "evm.deployedBytecode.object"]}},
@@ -181,8 +199,8 @@ def compile_hypermap_test(cache_dir: Path) -> Compiled:
     out = json.loads(proc.stdout[start:])
     errors = [e for e in out.get("errors", []) if e.get("severity") == "error"]
     if errors:
-        raise RuntimeError("HypermapTest.sol: " + "; ".join(e["message"] for e in errors))
-    contract = out["contracts"]["HypermapTest.sol"]["HypermapTest"]
+        raise RuntimeError(f"{path.name}: " + "; ".join(e["message"] for e in errors))
+    contract = out["contracts"][path.name][contract_name]
     compiled = Compiled(
         runtime=bytes.fromhex(contract["evm"]["deployedBytecode"]["object"]),
         abi=contract["abi"],
@@ -419,7 +437,9 @@ def registration_events(
 class TestChain:
     """anvil with HypermapTest at ``address`` (the Hypermap address by default), and the
     helpers tests write history with. ``registry``: the twin registry :meth:`register`
-    writes to as well (None: a fresh one in a temporary directory)."""
+    writes to as well (None: a fresh one in a temporary directory). ``multicall``: our
+    Multicall build (:func:`compile_multicall`), installed at Multicall3's canonical address
+    (None: no contract there, as on a chain without Multicall3)."""
 
     __test__ = False  # not a pytest test class
 
@@ -430,6 +450,7 @@ class TestChain:
         *,
         address: str = HYPERMAP_ADDRESS,
         registry: Registry | None = None,
+        multicall: Compiled | None = None,
     ) -> None:
         if anvil.rpc is None:
             raise RuntimeError("start anvil first")
@@ -444,7 +465,10 @@ class TestChain:
         )
         self.sender: str = self.rpc.call("eth_accounts")[0]
         self._selector = keccak256(_BATCH_SIG)[:4]
+        self.multicall = multicall
         self.install(address)
+        if multicall is not None:
+            self.install_multicall()
 
     @property
     def url(self) -> str:
@@ -454,6 +478,16 @@ class TestChain:
         """Put HypermapTest's runtime code at ``address`` (a decoy emitting the same topics
         from another address, or Hypermap itself)."""
         self.rpc.call("anvil_setCode", address, "0x" + self.compiled.runtime.hex())
+
+    def install_multicall(self, address: str = MULTICALL3_ADDRESS) -> None:
+        """Put our Multicall's runtime code at ``address`` (Multicall3's by default)."""
+        if self.multicall is None:
+            raise RuntimeError("this chain was made without a Multicall build")
+        self.rpc.call("anvil_setCode", address, "0x" + self.multicall.runtime.hex())
+
+    def remove_code(self, address: str = MULTICALL3_ADDRESS) -> None:
+        """Leave no code at ``address`` (by default: no Multicall3 on this chain)."""
+        self.rpc.call("anvil_setCode", address, "0x")
 
     # --- chain state ----------------------------------------------------------------------
 
@@ -550,11 +584,15 @@ class TestChain:
 
 
 @contextlib.contextmanager
-def running_chain(cache_dir: Path, *, registry: Registry | None = None) -> Iterator[TestChain]:
-    """anvil + HypermapTest, compiled into (or reused from) ``cache_dir``; always stopped."""
+def running_chain(
+    cache_dir: Path, *, registry: Registry | None = None, multicall: bool = True
+) -> Iterator[TestChain]:
+    """anvil + HypermapTest (+ our Multicall at Multicall3's address, unless ``multicall`` is
+    False), compiled into (or reused from) ``cache_dir``; always stopped."""
     compiled = compile_hypermap_test(cache_dir)
+    batcher = compile_multicall(cache_dir) if multicall else None
     with Anvil(log_dir=cache_dir / "anvil") as anvil:
-        yield TestChain(anvil, compiled, registry=registry)
+        yield TestChain(anvil, compiled, registry=registry, multicall=batcher)
 
 
 # --- expectations and histories -----------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The one interface every HNS record source implements: Hypermap logs, new ones only, in order.
 
 A source is anything that yields Hypermap ``eth_getLogs`` objects (``docs/protocol.md`` §9):
-the local registry directory (:class:`hns.sources.registry.RegistrySource`), a chain JSON-RPC
-endpoint (:class:`hns.sources.chain.ChainSource`) and a hypermap-cacher file directory later.
+the local registry directory (:class:`hns.sources.registry.RegistrySource`) and a chain JSON-RPC
+endpoint (:class:`hns.sources.chain.ChainSource`, which can start from hypermap-cacher files:
+:mod:`hns.bootstrap`).
 The consumer feeds what it gets to one long-lived :class:`hns.Indexer`, so a source only has
 to deliver logs, never records.
 
@@ -75,7 +76,9 @@ class LogSource(Protocol):
     * **Reset.** A source whose history can change (a chain) sets the class attribute
       ``resettable = True`` and may raise :class:`SourceReset` from ``read_new``; see there.
       It may also deliver a long history over several calls (a prefix, in order, each time):
-      then it is "behind" until a call returns everything it holds.
+      then it is "behind" until a call returns everything it holds, and says so with an
+      optional ``synced`` attribute (absent means every call returns everything), which a
+      consumer starting up (the PKI) reads to know when it has the whole history.
     * **Off the event loop.** Any blocking I/O runs in a thread (``asyncio.to_thread``), so a
       consumer on the event loop is never blocked. Calls are not made concurrently by a
       well-behaved consumer; implementations serialise them anyway.

@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from hns.bootstrap import Bootstrap, BootstrapError, load_bootstrap
 from hns.checkpoint import ChainIdentity, Checkpoint, CheckpointError, Cursor, log_position
 from hns.events import (
     HYPERMAP_ADDRESS,
@@ -481,6 +482,9 @@ class ChainSource:
     ``to_block``: stop there (a bounded sync); None follows the head forever.
     ``extensions``: also read ``~quic-port`` notes (False: exactly the reference's five).
     ``progress``: called after every committed range (for the CLI's bar).
+    ``bootstrap``: a directory or http(s) URL of hypermap-cacher files (:mod:`hns.bootstrap`)
+    read into an empty checkpoint before the first RPC sync, which then starts after the last
+    block the files cover; ignored when the checkpoint already holds history.
     ``seed``: seeds the backoff jitter (tests).
     """
 
@@ -503,6 +507,7 @@ class ChainSource:
         retry: RetryPolicy | None = None,
         ranges: RangePolicy | None = None,
         progress: ProgressCallback | None = None,
+        bootstrap: str | None = None,
         seed: int | None = None,
     ) -> None:
         if confirmations < 0 or first_block < 0:
@@ -521,6 +526,9 @@ class ChainSource:
         self._retry = retry or RetryPolicy()
         self._ranges = ranges or RangePolicy()
         self._progress = progress
+        self._bootstrap_from = bootstrap
+        #: What the bootstrap files gave (None: no bootstrap ran).
+        self.bootstrap: Bootstrap | None = None
         self._rng = random.Random(seed)
         self._rpc = _Rpc(url, self.name, self._retry, self._rng)
         self._ckpt: Checkpoint | None = None
@@ -640,7 +648,57 @@ class ChainSource:
                 raise self._fatal from None
             self._stored = await asyncio.to_thread(ckpt.count)
             self._ckpt = ckpt
+        if self._bootstrap_from is not None:
+            await self._apply_bootstrap(self._ckpt, self._bootstrap_from)
+            self._bootstrap_from = None
         return self._ckpt
+
+    async def _apply_bootstrap(self, ckpt: Checkpoint, location: str) -> None:
+        """Commit the cacher files' coverage as the first range (``hns.bootstrap``). An
+        unusable location raises SourceError and is tried again by the next call."""
+        if await asyncio.to_thread(ckpt.cursor) is not None:
+            self._problems.append(
+                f"{self.name}: the checkpoint already holds history; cache not read"
+            )
+            return
+        first = self.identity.first_block
+        try:
+            plan = await asyncio.to_thread(
+                load_bootstrap, location, chain_id=self.identity.chain_id, first_block=first
+            )
+        except BootstrapError as e:
+            raise SourceError(str(e)) from None
+        self._problems.extend(plan.problems)
+        self.bootstrap = plan
+        if not plan.covers:
+            self._problems.append(f"cache: no file covers block {first}; syncing by RPC only")
+            return
+        end_hash = await self._block_hash(plan.last_block)
+        if end_hash is None:
+            self._problems.append(
+                f"cache: it reaches block {plan.last_block}, which the endpoint does not have "
+                "yet; not used"
+            )
+            plan.last_block = first - 1
+            return
+        logs: list[dict[str, object]] = []
+        for log in plan.logs:
+            try:
+                wanted = self._wanted(log)
+            except (MalformedLog, ValueError):
+                wanted = True  # the indexer counts and skips what is malformed
+            if wanted:
+                logs.append(log)
+            else:
+                self.stats["foreign"] += 1
+        plan.logs = logs
+        cursor = Cursor(plan.last_block, end_hash)
+        self._dirty = True
+        await asyncio.to_thread(ckpt.commit, logs, cursor, {}, head=None)
+        self._cursor = cursor
+        self._stored = await asyncio.to_thread(ckpt.count)
+        self.stats["bootstrap_logs"] += len(logs)
+        self._report()
 
     def _quantity(self, value: object, what: str) -> int:
         try:
@@ -879,14 +937,7 @@ class ChainSource:
             if log.get("removed") is True:
                 raise _Retry("a removed log: the chain is reorganising")
             try:
-                topics = log.get("topics")
-                first = parse_word(topics[0]) if isinstance(topics, list) and topics else None
-                wanted = (
-                    same_address(log.get("address"), self.identity.contract)
-                    and first == topic0
-                    and (topic0 != NOTE_TOPIC or self._note_label_ok(topics))
-                )
-                if not wanted:
+                if not self._wanted(log, topic0):
                     self.stats["foreign"] += 1
                     continue
                 block, _ = log_position(log)
@@ -897,6 +948,19 @@ class ChainSource:
                 raise _Retry(f"a log of block {block} in the answer for {lo}..{hi}")
             out.append(log)
         return out
+
+    def _wanted(self, log: Mapping[str, object], topic0: bytes | None = None) -> bool:
+        """Whether ``log`` is one the filters ask for: the contract's Mint (or networking
+        Note) logs, of event ``topic0`` if given. Raises MalformedLog on a bad topic."""
+        topics = log.get("topics")
+        first = parse_word(topics[0]) if isinstance(topics, list) and topics else None
+        if topic0 is not None and first != topic0:
+            return False
+        return (
+            same_address(log.get("address"), self.identity.contract)
+            and first in (MINT_TOPIC, NOTE_TOPIC)
+            and (first != NOTE_TOPIC or self._note_label_ok(topics))
+        )
 
     def _note_label_ok(self, topics: object) -> bool:
         if not isinstance(topics, list) or len(topics) != 4:
