@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 from hnet import limits
 from hnet.core.handshake import HandshakeError, PeerHandshake
+from hnet.core.sendqueue import SendQueue
 from hnet.core.stream import (
     ConnectionClosed,
     HandshakeComplete,
@@ -31,7 +34,14 @@ from hnet.core.stream import (
     State,
     StreamConnection,
 )
-from hnet.transport.session import Deliver, ResolveKey, Session, SessionClosed, SessionError
+from hnet.transport.session import (
+    Deliver,
+    OnClosed,
+    ResolveKey,
+    Session,
+    SessionClosed,
+    SessionError,
+)
 
 __all__ = [
     "HANDSHAKE_READ_SIZE",
@@ -144,6 +154,7 @@ class TcpSession(Session):
         self._writer = writer
         self._conn = conn
         self._high_water = writer.transport.get_write_buffer_limits()[1]
+        self._direct = False
 
     def _write_nowait(self, data: bytes) -> bool:
         if len(data) > limits.WRITE_NOWAIT_MAX:
@@ -172,17 +183,37 @@ class TcpSession(Session):
         if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
             await self._wait_progress(w.drain, transport.get_write_buffer_size)
 
+    def start(
+        self,
+        *,
+        queue: SendQueue,
+        deliver: Deliver,
+        on_closed: OnClosed,
+        idle_timeout: float,
+    ) -> None:
+        # Started by a peer table: its ``deliver`` never returns an awaitable, so bytes can
+        # be handled straight from the transport's callback (see _DirectReader).
+        self._direct = True
+        super().start(queue=queue, deliver=deliver, on_closed=on_closed, idle_timeout=idle_timeout)
+
     async def _read_loop(self, deliver: Deliver) -> None:
         reader = self._reader
         conn = self._conn
-        while True:
-            # Events first: messages may have arrived right behind the handshake.
-            if await deliver_events(self, conn, deliver, lambda: "closed by peer") or self.closed:
+        # Events first: messages may have arrived right behind the handshake.
+        if await deliver_events(self, conn, deliver, _closed_by_peer) or self.closed:
+            return
+        if self._direct:
+            direct = _DirectReader.attach(self, reader, deliver)
+            if direct is not None:
+                await direct.done
                 return
+        while True:
             data = await reader.read(READ_SIZE)
             if data:
                 self.touch()
             conn.receive_data(data)  # b"": end of stream
+            if await deliver_events(self, conn, deliver, _closed_by_peer) or self.closed:
+                return
 
     def _close_transport(self) -> None:
         self._conn.close(self.close_reason or "closed")
@@ -207,6 +238,124 @@ async def deliver_events(
             session.abort(why_closed())
             return True
     return False
+
+
+def _closed_by_peer() -> str:
+    return "closed by peer"
+
+
+def deliver_events_now(
+    session: Session, conn: StreamConnection, deliver: Deliver, why_closed: Callable[[], str]
+) -> bool:
+    """:func:`deliver_events` for a ``deliver`` that never returns an awaitable (a peer
+    table's), callable from a transport callback. True once the connection has ended."""
+    while (ev := conn.next_event()) is not None:
+        if type(ev) is MessageReceived:
+            session.messages_in += 1
+            deliver(session, ev.data)
+        elif isinstance(ev, ProtocolError):
+            raise SessionError(ev.reason)
+        elif isinstance(ev, ConnectionClosed):
+            session.abort(why_closed())
+            return True
+    return False
+
+
+class _DirectReader(asyncio.Protocol):
+    """The open session's protocol in place of the StreamReader's: each chunk the socket
+    gives is decrypted and its messages delivered in the transport's own callback, so a
+    message costs no wake-up of a reader task (docs/architecture.md, "Sessions").
+
+    It stands in for the :class:`asyncio.StreamReaderProtocol` it replaces and forwards it
+    what the :class:`asyncio.StreamWriter` still needs (write flow control and the end of the
+    connection), so ``drain`` and ``wait_closed`` keep working. ``done`` ends like the read
+    loop it replaces: a result at the end of the stream, SessionError on a protocol error,
+    ConnectionError when the connection is lost with an error.
+    """
+
+    def __init__(
+        self,
+        session: TcpSession,
+        stream: asyncio.BaseProtocol,
+        deliver: Deliver,
+    ) -> None:
+        self.session = session
+        self.stream = stream
+        self.deliver = deliver
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    def attach(
+        cls, session: TcpSession, reader: asyncio.StreamReader, deliver: Deliver
+    ) -> _DirectReader | None:
+        """Swap the protocol in (after handing it what the StreamReader holds); None when
+        this StreamReader or transport does not allow it (then the caller keeps reading)."""
+        # (uvloop's transports are not asyncio.Transport subclasses, but have its methods)
+        transport = cast(asyncio.Transport, session._writer.transport)
+        if not all(hasattr(transport, m) for m in ("get_protocol", "set_protocol")):
+            return None
+        stream = transport.get_protocol()
+        buffered = getattr(reader, "_buffer", None)
+        if stream is None or not isinstance(buffered, bytearray) or reader.exception():
+            return None
+        direct = cls(session, stream, deliver)
+        transport.set_protocol(direct)
+        held = bytes(buffered)
+        buffered.clear()
+        if getattr(reader, "_paused", False):  # it had paused the socket: full buffer
+            reader._paused = False  # type: ignore[attr-defined]
+            transport.resume_reading()
+        if held:
+            direct.data_received(held)
+        if reader.at_eof() or getattr(reader, "_eof", False):
+            direct.eof_received()
+        if transport.is_closing() and not direct.done.done():
+            direct.connection_lost(None)
+        return direct
+
+    def _end(self, error: BaseException | None = None) -> None:
+        if not self.done.done():
+            if error is None:
+                self.done.set_result(None)
+            else:
+                self.done.set_exception(error)
+
+    def data_received(self, data: bytes) -> None:
+        if self.done.done():
+            return
+        session = self.session
+        session.last_activity = time.monotonic()
+        conn = session._conn
+        try:
+            conn.receive_data(data)
+            if deliver_events_now(session, conn, self.deliver, _closed_by_peer):
+                self._end()
+        except Exception as e:  # SessionError (the peer's fault) or a bug: the reader task says
+            self._end(e)
+
+    def eof_received(self) -> bool:
+        if not self.done.done():
+            session = self.session
+            try:
+                session._conn.receive_data(b"")
+                deliver_events_now(session, session._conn, self.deliver, _closed_by_peer)
+            except Exception as e:
+                self._end(e)
+            self._end()
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self._end(ConnectionError(str(exc) or type(exc).__name__))
+        else:
+            self.eof_received()
+        self.stream.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.stream.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.stream.resume_writing()
 
 
 def _feeder(reader: asyncio.StreamReader, conn: StreamConnection) -> Callable[[], Awaitable[None]]:
