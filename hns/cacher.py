@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hns.events import MalformedLog, log_block_number, log_index
+from hns.events import MalformedLog, gc_paused, is_quantity, log_block_number, log_index
 
 PROTOCOL_VERSION = "0"
 MAX_CACHE_FILE_BYTES = 64 * 1024 * 1024
@@ -102,7 +102,8 @@ def parse_log_cache(data: bytes | str, *, max_bytes: int = MAX_CACHE_FILE_BYTES)
     if len(data) > max_bytes:
         raise CacheFileError(f"larger than {max_bytes} bytes")
     try:
-        obj = json.loads(data)
+        with gc_paused():
+            obj = json.loads(data)
     except (ValueError, RecursionError) as e:
         raise CacheFileError(f"not JSON: {e}") from None
     if not isinstance(obj, dict):
@@ -126,9 +127,10 @@ def parse_log_cache(data: bytes | str, *, max_bytes: int = MAX_CACHE_FILE_BYTES)
     )
     if metadata.from_block_number > metadata.to_block_number:
         raise CacheFileError("metadata fromBlock is after toBlock")
-    for i, log in enumerate(logs):
-        if not isinstance(log, dict):
-            raise CacheFileError(f"log {i} is not an object")
+    if not all(type(log) is dict for log in logs):  # json.loads makes plain dicts
+        for i, log in enumerate(logs):
+            if not isinstance(log, dict):
+                raise CacheFileError(f"log {i} is not an object")
     return LogCache(metadata=metadata, logs=logs)
 
 
@@ -188,17 +190,92 @@ def _position(log: Mapping[str, object]) -> tuple[int, int]:
     return (-1 if block is None else block, -1 if index is None else index)
 
 
+def _json_key(log: Mapping[str, object]) -> str:
+    return json.dumps(log, sort_keys=True, separators=(",", ":"))
+
+
+def _bucket_key(log: Mapping[str, object]) -> object:
+    """Equal for exact duplicates, and rarely equal otherwise: a log's place on chain (its
+    block's hash, its index there, its transaction) when those are strings or absent; else
+    its JSON. Equal keys are only a hint: :func:`ordered_logs` then compares the JSON."""
+    key = (log.get("blockHash"), log.get("logIndex"), log.get("transactionHash"))
+    parts: list[str | None] = []
+    for part in key:
+        if part is not None and not isinstance(part, str):
+            return (_json_key(log),)  # odd values: the log's JSON itself (a 1-tuple)
+        parts.append(None if part is None else str.__str__(part))  # JSON writes the str data
+    return tuple(parts)
+
+
+_MAX_CACHED_INDEXES = 4096
+
+
 def ordered_logs(caches: Iterable[LogCache]) -> list[dict[str, object]]:
     """All logs of ``caches`` in chain order (block, then log index; stable), with exact
-    duplicates (overlapping caches) dropped, as the reference's bootstrap does."""
-    seen: set[str] = set()
+    duplicates (overlapping caches) dropped, as the reference's bootstrap does.
+
+    Exact duplicates: logs whose JSON (keys sorted) is the same. A log is serialised only when
+    an earlier one has the same (blockHash, logIndex, transactionHash): a duplicate, or a
+    different log claiming the same place (both are kept)."""
+    with gc_paused():
+        return _ordered_logs(caches)
+
+
+def _ordered_logs(caches: Iterable[LogCache]) -> list[dict[str, object]]:
+    # Bucket key -> the first log with it; once a second log has it, the JSON of each
+    # distinct log with it (a set: however many logs share a key, each costs one dumps).
+    first: dict[object, Mapping[str, object]] = {}
+    distinct: dict[object, set[str]] = {}
     out: list[dict[str, object]] = []
+    positions: list[tuple[int, int]] = []
+    in_order = True
+    last = (-1, -1)
+    block_text: str | None = None  # the last blockNumber string and its value
+    block = -1
+    indexes: dict[str, int] = {}  # logIndex strings seen (a block's indexes repeat)
     for cache in caches:
         for log in cache.logs:
-            key = json.dumps(log, sort_keys=True, separators=(",", ":"))
-            if key in seen:
-                continue
-            seen.add(key)
+            get = log.get
+            a, b, c = get("blockHash"), get("logIndex"), get("transactionHash")
+            key: object = (a, b, c)
+            if type(a) is not str or type(b) is not str or type(c) is not str:
+                key = _bucket_key(log)
+            earlier = first.get(key)
+            if earlier is None:
+                first[key] = log
+            else:
+                jsons = distinct.get(key)
+                if jsons is None:
+                    jsons = distinct[key] = {_json_key(earlier)}
+                mine = _json_key(log)
+                if mine in jsons:
+                    continue  # an exact duplicate
+                jsons.add(mine)
             out.append(log)
-    out.sort(key=_position)
-    return out
+            # Its position, as _position computes it, the common strings remembered.
+            text = get("blockNumber")
+            number: int | None = None
+            index: int | None = None
+            if type(text) is str and type(b) is str:
+                if text == block_text:
+                    number = block
+                elif is_quantity(text):
+                    number = block = int(text, 16)
+                    block_text = text
+                index = indexes.get(b)
+                if index is None and is_quantity(b):
+                    index = int(b, 16)
+                    if len(indexes) < _MAX_CACHED_INDEXES:
+                        indexes[b] = index
+            if number is not None and index is not None:
+                position = (number, index)
+            else:
+                position = _position(log)
+            positions.append(position)
+            if in_order and position < last:
+                in_order = False
+            last = position
+    if in_order:
+        return out
+    order = sorted(range(len(out)), key=positions.__getitem__)  # stable, like list.sort
+    return [out[i] for i in order]

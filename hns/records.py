@@ -101,7 +101,7 @@ def decode_ip(data: bytes) -> str | None:
     IPv6, and IPv4-mapped IPv6 as ``::ffff:a.b.c.d``.
     """
     if len(data) == 4:
-        return str(ipaddress.IPv4Address(data))
+        return f"{data[0]}.{data[1]}.{data[2]}.{data[3]}"  # = str(IPv4Address(data)), faster
     if len(data) == 16:
         addr = ipaddress.IPv6Address(data)
         mapped = addr.ipv4_mapped
