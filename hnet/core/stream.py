@@ -369,6 +369,25 @@ class StreamConnection:
         if self._state is State.NEEDS_KEY:
             self._check_early()
 
+    def receive_open_data(self, data: BytesLike) -> list[bytes] | None:
+        """TCP, OPEN, no events pending: :meth:`receive_data` returning the messages in
+        ``data`` directly instead of as events (the hot path of an open session). None when
+        it does not apply: then call :meth:`receive_data`. A framing error leaves a
+        ProtocolError event (and returns no messages), exactly as :meth:`receive_data` would."""
+        if self._state is not State.OPEN or self._events or not data or not self._tcp:
+            return None
+        transport = self._transport
+        assert isinstance(transport, TcpTransport)
+        try:
+            return transport.feed(data)
+        except FramingError as e:
+            self._fail(RemoteProtocolError(f"framing: {e}"))
+            return []
+
+    @property
+    def has_events(self) -> bool:
+        return bool(self._events)
+
     def receive_message(self, message: BytesLike, *, text: bool = False) -> None:
         """WebSocket: one whole message; ``text`` for a text message (a protocol error, §5).
         The adapter caps messages at one Noise message before it buffers them."""

@@ -211,7 +211,24 @@ class TcpSession(Session):
             data = await reader.read(READ_SIZE)
             if data:
                 self.touch()
-            conn.receive_data(data)  # b"": end of stream
+                messages = conn.receive_open_data(data)
+                if messages is not None:
+                    for message in messages:
+                        if self.closed:
+                            return
+                        self.messages_in += 1
+                        pending = deliver(self, message)
+                        if pending is not None:  # standalone use only (see Deliver)
+                            await pending
+                    if self.closed:
+                        return
+                    if not conn.has_events:
+                        continue
+                    # else a framing error: handled as an event below
+                else:
+                    conn.receive_data(data)
+            else:
+                conn.receive_data(data)  # b"": end of stream
             if await deliver_events(self, conn, deliver, _closed_by_peer) or self.closed:
                 return
 
@@ -327,7 +344,21 @@ class _DirectReader(asyncio.Protocol):
         session.last_activity = time.monotonic()
         conn = session._conn
         try:
-            conn.receive_data(data)
+            messages = conn.receive_open_data(data)
+            if messages is None:
+                conn.receive_data(data)
+            else:
+                deliver = self.deliver
+                for message in messages:
+                    if session.closed:
+                        break
+                    session.messages_in += 1
+                    deliver(session, message)
+                if session.closed:
+                    self._end()
+                    return
+                if not conn.has_events:
+                    return
             if deliver_events_now(session, conn, self.deliver, _closed_by_peer):
                 self._end()
         except Exception as e:  # SessionError (the peer's fault) or a bug: the reader task says
