@@ -538,3 +538,23 @@ def raw_initiator_refused(
     [err] = errors(b)
     assert err.handshake and b.state is State.CLOSED
     return err.reason
+
+
+def test_receive_open_data_returns_messages_and_falls_back_when_it_must() -> None:
+    a, b = pair("tcp")
+    for m in (b"one", b"two", bytes(70_000)):
+        a.send_message(m)
+    wire = b"".join(a.data_to_send())
+    # Split mid-message: the first call returns what is complete, the second the rest.
+    assert b.receive_open_data(wire[:100]) == [b"one", b"two"]
+    assert b.receive_open_data(wire[100:]) == [bytes(70_000)]
+    assert not b.has_events and b.buffered == 0
+    assert b.receive_open_data(b"") is None  # the end of the stream: receive_data's job
+    # A framing error: no messages, the ProtocolError event as receive_data gives it.
+    assert b.receive_open_data(struct.pack(">I", 0xFFFF_FFFF) + bytes(8)) == []
+    [err] = errors(b)
+    assert "exceeds" in err.reason
+    assert b.receive_open_data(b"more") is None  # closed now
+    # Not open yet: not applicable.
+    fresh = StreamConnection(alice(), "tcp")
+    assert fresh.receive_open_data(b"x") is None
