@@ -281,7 +281,7 @@ def deliver_events_now(
 class _DirectReader(asyncio.Protocol):
     """The open session's protocol in place of the StreamReader's: each chunk the socket
     gives is decrypted and its messages delivered in the transport's own callback, so a
-    message costs no wake-up of a reader task (docs/architecture.md, "Sessions").
+    message costs no wake-up of a reader task (docs/architecture.md, "Stream connection").
 
     It stands in for the :class:`asyncio.StreamReaderProtocol` it replaces and forwards it
     what the :class:`asyncio.StreamWriter` still needs (write flow control and the end of the
