@@ -33,11 +33,68 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hns.events import log_block_number, log_index
+
+_orjson_loads: Callable[[str], Any] | None
+_orjson_dumps: Callable[[Any], bytes] | None
+try:
+    from orjson import dumps as _orjson_dumps
+    from orjson import loads as _orjson_loads
+except ImportError:  # pragma: no cover - orjson is a dependency, but optional at runtime
+    _orjson_loads = _orjson_dumps = None
+
+_MAX_FAST_DEPTH = 32
+
+
+def _plain(value: object, depth: int = _MAX_FAST_DEPTH) -> bool:
+    """True if ``value`` is made only of dicts with ``str`` keys, lists, tuples, ``str``,
+    ``int``, ``bool`` and None (exact types, no float), at most ``depth`` levels deep: what
+    orjson writes exactly as ``json.dumps`` does (given ASCII without escapes)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if depth <= 0:
+        return False
+    if isinstance(value, dict) and kind is dict:
+        return all(type(k) is str and _plain(v, depth - 1) for k, v in value.items())
+    if isinstance(value, list | tuple) and (kind is list or kind is tuple):
+        return all(_plain(v, depth - 1) for v in value)
+    return False
+
+
+def _dumps(log: object) -> str:
+    """``json.dumps(log, separators=(",", ":"))``, the same text, through orjson when that is
+    provably the same: plain values (see :func:`_plain`) whose output is printable ASCII with
+    no escape (json would escape a backslash, a quote, control characters, DEL and non-ASCII,
+    orjson writes the last two raw)."""
+    if _orjson_dumps is not None and _plain(log):
+        try:
+            raw = _orjson_dumps(log)
+        except Exception:  # e.g. an integer over 64 bits: json decides
+            pass
+        else:
+            if raw.isascii() and b"\\" not in raw and b"\x7f" not in raw:
+                return raw.decode("ascii")
+    return json.dumps(log, separators=(",", ":"))
+
+
+def _loads(text: str) -> Any:
+    """``json.loads(text)``: orjson's result when orjson writes it back as ``text`` exactly (so
+    no integer over 64 bits read as a float, no NaN, no escape read another way), else json's."""
+    if _orjson_loads is not None and _orjson_dumps is not None:
+        try:
+            obj = _orjson_loads(text)
+            if _orjson_dumps(obj) == text.encode():
+                return obj
+        except Exception:  # not JSON to orjson (NaN, a lone surrogate ...): json decides
+            pass
+    return json.loads(text)
+
 
 SCHEMA_VERSION = "1"
 HASH_WINDOW = 256
@@ -197,7 +254,7 @@ class Checkpoint:
                 "SELECT json FROM logs WHERE (block, log_index) > (?, ?) ORDER BY block, log_index",
                 position,
             ).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return [_loads(r[0]) for r in rows]
 
     def recent_hashes(self) -> list[tuple[int, str]]:
         """Known (block, hash) pairs of delivered blocks, lowest first."""
@@ -223,7 +280,7 @@ class Checkpoint:
         """Store one fully fetched range: its logs (in chain order), the hashes of blocks it
         saw and the new cursor, in one transaction. Every log must lie after the old cursor and
         at most at the new one (a range is never stored twice)."""
-        rows = [(*log_position(log), json.dumps(log, separators=(",", ":"))) for log in logs]
+        rows = [(*log_position(log), _dumps(log)) for log in logs]
         with self._lock:
             old = self._db.execute("SELECT block FROM cursor WHERE id = 0").fetchone()
             low = int(old[0]) if old else self.identity.first_block - 1
@@ -306,7 +363,7 @@ def read_logs(path: str | os.PathLike[str]) -> list[dict[str, object]]:
             rows = db.execute("SELECT json FROM logs ORDER BY block, log_index").fetchall()
         finally:
             db.close()
-        return [json.loads(r[0]) for r in rows]
+        return [_loads(r[0]) for r in rows]
     except (sqlite3.Error, ValueError) as e:
         raise CheckpointError(f"checkpoint {file}: unreadable ({e})") from None
 

@@ -46,7 +46,6 @@ from hns.events import (
     decode_mint,
     decode_note,
     gc_paused,
-    is_quantity,
     log_block_number,
     log_topics,
     same_address,
@@ -78,6 +77,34 @@ _MAX_DATA_CHARS = 2 + 2 * MAX_LOG_DATA_BYTES
 _MINT_PREFIX = "0x" + (32).to_bytes(32, "big").hex()
 """A Mint's data (one ``bytes``) starts with its offset, 32."""
 _ZEROS = bytes(32)
+_ZERO_HEX = "0" * 64
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+_LEN_WORDS = {n.to_bytes(32, "big").hex(): n for n in range(1, LABEL_MAX_BYTES + 1)}
+"""A Mint label's length word in canonical hex -> the length (1 to 63)."""
+# What the fast path does with a note's value of the usual size (else: _apply_note decides).
+_KIND_NET_KEY = "~net-key"
+_KIND_IP4 = "~ip4"
+_KIND_OTHER = "~other"
+_NoteShape = tuple[str, str, str, int, str, int]
+"""label, data prefix (head and label), kind (one above or a port's protocol), the usual
+value size, the data prefix up to that size's length word, the data's length with it."""
+
+
+def _note_shape(label: str) -> _NoteShape:
+    prefix = "0x" + abi_encode_bytes(label.encode(), b"")[:128].hex()
+    kind, size = _KIND_OTHER, -1
+    if label == NOTE_NET_KEY:
+        kind, size = _KIND_NET_KEY, 32
+    elif label == NOTE_IP:
+        kind, size = _KIND_IP4, 4
+    elif label in _PORT_BY_NOTE:
+        kind, size = _PORT_BY_NOTE[label], 2
+    if size < 0:
+        return (label, prefix, kind, size, prefix, -1)
+    head = prefix + size.to_bytes(32, "big").hex()
+    return (label, prefix, kind, size, head, len(head) + 2 * (-size % 32) + 2 * size)
+
+
 _LABEL_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-")
 _ADDRESS_CACHE = 16
 """Distinct address spellings remembered as matching the contract (checksummed, lowercase)."""
@@ -113,14 +140,9 @@ class _Node:
     def snapshot(self) -> NodeRecord:
         rec = self.record
         if rec is None:
-            rec = self.record = NodeRecord(
-                name=self.name,
-                namehash=self.namehash,
-                net_key=self.net_key,
-                ips=self.ips,
-                ports=self.ports,  # copied by NodeRecord
-                routers=self.routers,
-            )
+            rec = self.record = NodeRecord._of(
+                self.name, self.namehash, self.net_key, self.ips, self.ports, self.routers
+            )  # ports copied
         return rec
 
 
@@ -142,12 +164,12 @@ class Indexer:
         self._contract = contract
         notes = HNS_NOTES if extensions else REFERENCE_NOTES
         self._note_hashes: dict[bytes, str] = {labelhash(n): n for n in notes}
-        # Fast path: a note's topic3 in lowercase hex -> (its label, the hex its data starts
-        # with: the head and the label, canonically encoded, up to the value's length word).
-        self._note_topics: dict[str, tuple[str, str]] = {
-            "0x" + h.hex(): (n, "0x" + abi_encode_bytes(n.encode(), b"")[:128].hex())
-            for h, n in self._note_hashes.items()
+        # Fast path: a note's topic3 in lowercase hex -> what its data looks like.
+        self._note_topics: dict[str, _NoteShape] = {
+            "0x" + h.hex(): _note_shape(n) for h, n in self._note_hashes.items()
         }
+        self._fast = True  # False: every log through the general path (for tests)
+        self._names_hex: dict[str, str] = {}  # _names, keyed by "0x" + bytes.hex()
         self._addresses: set[str] = set()  # spellings seen to match the contract
         self._max_pending = max_pending
         self._names: dict[bytes, str] = {}
@@ -227,117 +249,216 @@ class Indexer:
         them). It checks exactly what :meth:`_feed` checks, with fewer steps, and changes
         nothing before the log has passed every check; a log it is not sure of goes to
         :meth:`_checked` untouched, which then decides, and names the reason for, a rejection.
+        Hex strings are only compared with, or looked up among, strings made by ``bytes.hex``
+        (a match proves them canonical) or decoded by ``bytes.fromhex`` with a length check.
         """
+        if not self._fast:
+            for log in logs:
+                self._checked(log)
+            return
+        self._fast_path(logs)
+
+    def _fast_path(self, logs: Iterable[Mapping[str, object]]) -> None:
         checked = self._checked
         contract = self._contract
         addresses = self._addresses
         note_topics = self._note_topics
         note_hashes = self._note_hashes
+        names_hex = self._names_hex
+        names = self._names
+        nodes = self._nodes
+        changed = self._changed
         skipped = self._skipped
         apply_note = self._apply_note
-        mint = self._mint
+        mint = self._mint_named
         fromhex = bytes.fromhex
-        # The last blockNumber and topic1 seen, and their values (consecutive logs share them).
+        len_words = _LEN_WORDS
+        label_bytes = _LABEL_BYTES
+        labelhash_of = _labelhash
+        last: str | None = None  # the name last touched here: already the last in _changed
+        # The last blockNumber seen, and its value (consecutive logs share it).
         block_text: str | None = None
         block = 0
-        parent_text: str | None = None
-        parent = b""
-        for log in logs:
-            if type(log) is not dict:
-                checked(log)
-                continue
-            get = log.get
-            if get("removed", False) is not False:
-                checked(log)
-                continue
-            if contract is not None:
-                address = get("address")
-                if type(address) is not str:
+        top = -1  # the highest block number seen here: last_block, at the end
+        try:
+            for log in logs:
+                if type(log) is not dict:
                     checked(log)
+                    last = None
                     continue
-                if address not in addresses:
-                    if not same_address(address, contract):
+                get = log.get
+                if get("removed", False) is not False:
+                    checked(log)
+                    last = None
+                    continue
+                if contract is not None:
+                    address = get("address")
+                    if type(address) is not str:
                         checked(log)
+                        last = None
                         continue
-                    if len(addresses) < _ADDRESS_CACHE:
-                        addresses.add(address)
-            text = get("blockNumber")
-            number: int | None
-            if text is None:
-                number = None
-            elif text == block_text:
-                number = block
-            elif type(text) is str and is_quantity(text):
-                number = block = int(text, 16)
-                block_text = text
-            else:
-                checked(log)
-                continue
-            topics = get("topics")
-            if type(topics) is not list or len(topics) != 4:
-                checked(log)
-                continue
-            t0, t1, t2, t3 = topics
-            if (
-                type(t1) is not str
-                or type(t2) is not str
-                or type(t3) is not str
-                or len(t2) != 66
-                or t2[:2] != "0x"
-            ):
-                checked(log)
-                continue
-            if t1 != parent_text:
-                word = _word(t1)
-                if word is None:
-                    checked(log)
-                    continue
-                parent = word
-                parent_text = t1
-            try:  # fromhex skips whitespace: the length check refuses it
-                child = fromhex(t2[2:])
-            except ValueError:
-                child = b""
-            if len(child) != 32:
-                checked(log)
-                continue
-            if t0 == _NOTE_HEX:
-                note = note_topics.get(t3)
-                if note is None:
-                    third = _word(t3)
-                    if third is None or third in note_hashes:
-                        checked(log)  # not a word, or a known note in uppercase hex
-                        continue
-                    skipped["unknown_note"] += 1
+                    if address not in addresses:
+                        if not same_address(address, contract):
+                            checked(log)
+                            last = None
+                            continue
+                        if len(addresses) < _ADDRESS_CACHE:
+                            addresses.add(address)
+                text = get("blockNumber")
+                number: int | None
+                if text is None:
+                    number = None
+                elif text == block_text:
+                    number = block
+                elif (
+                    type(text) is str
+                    and 2 < len(text) <= 18
+                    and text[:2] == "0x"
+                    and not text[2:].strip(_HEX_DIGITS)
+                ):  # = is_quantity(text), without the regex
+                    number = block = int(text, 16)
+                    block_text = text
                 else:
-                    value = _abi_tail(get("data"), note[1])
-                    if value is None:  # also any label other than the topic's
-                        checked(log)
-                        continue
-                    apply_note(parent, note[0], value)
-            elif t0 == _MINT_HEX:
-                third = _word(t3)
-                label = _abi_tail(get("data"), _MINT_PREFIX)
+                    checked(log)
+                    last = None
+                    continue
+                topics = get("topics")
+                if type(topics) is not list or len(topics) != 4:
+                    checked(log)
+                    last = None
+                    continue
+                t0, t1, t2, t3 = topics
                 if (
-                    third is None
-                    or not label
-                    or len(label) > LABEL_MAX_BYTES
-                    or not _LABEL_BYTES.issuperset(label)
-                    or _labelhash(label) != third
+                    type(t1) is not str
+                    or type(t2) is not str
+                    or type(t3) is not str
+                    or len(t2) != 66
+                    or t2[:2] != "0x"
                 ):
                     checked(log)
+                    last = None
                     continue
-                mint(parent, child, label.decode("ascii"))
-            elif t0 == _FACT_HEX:
-                if _word(t3) is None:
+                try:  # fromhex skips whitespace: the length check refuses it
+                    child = fromhex(t2[2:])
+                except ValueError:
+                    child = b""
+                if len(child) != 32:
                     checked(log)
+                    last = None
                     continue
-                skipped["fact"] += 1
-            else:
-                checked(log)
-                continue
-            if number is not None and (self._last_block is None or number > self._last_block):
-                self._last_block = number
+                # The parent: a minted entry's namehash as bytes.hex made it, else decoded.
+                parent_name = names_hex.get(t1)
+                parent = None
+                if parent_name is None:
+                    parent = _word(t1)
+                    if parent is None:
+                        checked(log)
+                        last = None
+                        continue
+                if t0 == _NOTE_HEX:
+                    note = note_topics.get(t3)
+                    if note is None:
+                        third = _word(t3)
+                        if third is None or third in note_hashes:
+                            checked(log)  # not a word, or a known note in uppercase hex
+                            last = None
+                            continue
+                        skipped["unknown_note"] += 1
+                    else:
+                        label, prefix, kind, size, head, total = note
+                        data = get("data")
+                        value: bytes | None = None
+                        if (
+                            type(data) is str
+                            and len(data) == total
+                            and data.startswith(head)
+                            and data.endswith(_ZERO_HEX[: total - len(head) - 2 * size])
+                        ):
+                            try:
+                                value = fromhex(data[len(head) : len(head) + 2 * size])
+                            except ValueError:
+                                value = None
+                            else:
+                                if len(value) != size:  # whitespace fromhex skipped
+                                    value = None
+                        if value is None:
+                            value = _abi_tail(data, prefix)
+                            if value is None:  # also any label other than the topic's
+                                checked(log)
+                                last = None
+                                continue
+                            kind = _KIND_OTHER
+                        node = None if parent_name is None else nodes.get(parent_name)
+                        if kind == _KIND_OTHER or node is None or parent_name is None:
+                            apply_note(fromhex(t1[2:]) if parent is None else parent, label, value)
+                            last = None
+                        else:
+                            if kind == _KIND_NET_KEY:
+                                node.net_key = value.hex()
+                            elif kind == _KIND_IP4:
+                                if self._router_waits:
+                                    self._drop_router_wait(parent_name)
+                                node.ips = (f"{value[0]}.{value[1]}.{value[2]}.{value[3]}",)
+                                node.routers = ()
+                            else:  # a port
+                                port = int.from_bytes(value, "big")
+                                if port:
+                                    node.ports[kind] = port
+                                else:
+                                    node.ports.pop(kind, None)
+                                if self._router_waits:
+                                    self._drop_router_wait(parent_name)
+                                node.routers = ()
+                            node.record = None
+                            if parent_name is not last:
+                                changed.pop(parent_name, None)
+                                changed[parent_name] = None
+                                last = parent_name
+                elif t0 == _MINT_HEX:
+                    data = get("data")
+                    label_raw: bytes | None = None
+                    if type(data) is str and data.startswith(_MINT_PREFIX):
+                        n = len_words.get(data[66:130])
+                        if n is not None:
+                            end = 130 + 2 * n
+                            pad = 2 * (-n % 32)
+                            if len(data) == end + pad and data.endswith(_ZERO_HEX[:pad]):
+                                try:
+                                    label_raw = fromhex(data[130:end])
+                                except ValueError:
+                                    label_raw = None
+                                else:
+                                    if len(label_raw) != n:  # whitespace fromhex skipped
+                                        label_raw = None
+                    if (
+                        label_raw is None
+                        or len(t3) != 66
+                        or t3[:2] != "0x"
+                        or not label_bytes.issuperset(label_raw)
+                        or labelhash_of(label_raw).hex() != t3[2:]
+                    ):
+                        checked(log)  # also any other encoding, or a hash in uppercase hex
+                        last = None
+                        continue
+                    if parent_name is None:
+                        parent_name = names.get(parent) if parent is not None else None
+                    mint(parent_name, child, label_raw.decode("ascii"))
+                    last = None
+                elif t0 == _FACT_HEX:
+                    if _word(t3) is None:
+                        checked(log)
+                        last = None
+                        continue
+                    skipped["fact"] += 1
+                else:
+                    checked(log)
+                    last = None
+                    continue
+                if number is not None and number > top:
+                    top = number
+        finally:
+            if top >= 0 and (self._last_block is None or top > self._last_block):
+                self._last_block = top
 
     def _checked(self, log: Mapping[str, object]) -> None:
         """The general path: apply ``log`` or count why it was skipped."""
@@ -383,12 +504,17 @@ class Indexer:
         self._mint(ev.parenthash, ev.childhash, label)
 
     def _mint(self, parenthash: bytes, childhash: bytes, label: str) -> None:
-        parent = self._names.get(parenthash)
+        self._mint_named(self._names.get(parenthash), childhash, label)
+
+    def _mint_named(self, parent: str | None, childhash: bytes, label: str) -> None:
+        """:meth:`_mint`, the parent's name (None if unknown) already looked up."""
         full = f"{label}.{parent}" if parent is not None else label
         self._names[childhash] = full
+        entry = "0x" + childhash.hex()
+        self._names_hex[entry] = full
         if self._router_waits:
             self._drop_router_wait(full)
-        self._nodes[full] = _Node(full, "0x" + childhash.hex())
+        self._nodes[full] = _Node(full, entry)
         self._touch(full)
         # Retry what was waiting for this entry: its own notes (in chain order) ...
         if self._waiting_notes:
@@ -600,6 +726,21 @@ def _pycryptodome_keccak() -> Callable[[bytes], bytes] | None:
         lib.keccak_digest(raw, out, c_size_t(32), c_ubyte(0x01))  # 0x01: Keccak, not SHA-3
         result: bytes = raw_buffer(out)
         return result
+
+    if api.backend == "cffi":  # c_size_t and c_ubyte are the identity there: plain ints
+        buffer = api.ffi.buffer
+        reset, absorb, finish = lib.keccak_reset, lib.keccak_absorb, lib.keccak_digest
+
+        def digest(data: bytes) -> bytes:
+            try:
+                _, raw, out = local.state
+            except AttributeError:
+                _, raw, out = state()
+            reset(raw)
+            absorb(raw, data, len(data))
+            finish(raw, out, 32, 0x01)  # 0x01: Keccak, not SHA-3
+            result: bytes = buffer(out)[:]
+            return result
 
     try:
         probes = (b"", b"os", bytes(range(200)))

@@ -177,6 +177,29 @@ class NodeRecord:
         object.__setattr__(self, "ports", dict(self.ports))
         object.__setattr__(self, "routers", tuple(self.routers))
 
+    @classmethod
+    def _of(
+        cls,
+        name: str,
+        namehash: str,
+        net_key: str | None,
+        ips: tuple[str, ...],
+        ports: Mapping[str, int],
+        routers: tuple[str, ...],
+    ) -> NodeRecord:
+        """``NodeRecord(...)`` for ``ips`` and ``routers`` already tuples (``ports`` is copied),
+        without the generated ``__init__``'s and ``__post_init__``'s extra steps (the indexer
+        builds one per changed name)."""
+        rec = object.__new__(cls)
+        setattr_ = object.__setattr__
+        setattr_(rec, "name", name)
+        setattr_(rec, "namehash", namehash)
+        setattr_(rec, "net_key", net_key)
+        setattr_(rec, "ips", ips)
+        setattr_(rec, "ports", dict(ports))
+        setattr_(rec, "routers", routers)
+        return rec
+
     @property
     def is_direct(self) -> bool:
         """Reachable at its own address (has an IP); otherwise reached through routers."""
