@@ -558,3 +558,17 @@ def test_receive_open_data_returns_messages_and_falls_back_when_it_must() -> Non
     # Not open yet: not applicable.
     fresh = StreamConnection(alice(), "tcp")
     assert fresh.receive_open_data(b"x") is None
+
+
+def test_encrypt_open_is_send_message_in_one_buffer() -> None:
+    a, b = pair("tcp")
+    framed = a.encrypt_open(b"hello")
+    assert framed is not None and a.data_to_send() == []
+    b.receive_data(framed)
+    assert drain(b) == [MessageReceived(b"hello")]
+    a.send_message(b"queued")  # something waiting in data_to_send: not applicable
+    assert a.encrypt_open(b"later") is None
+    a.data_to_send()
+    with pytest.raises(LocalProtocolError):
+        a.encrypt_open(b"")  # our own bad message, as send_message says
+    assert StreamConnection(alice(), "tcp").encrypt_open(b"x") is None

@@ -455,6 +455,18 @@ class StreamConnection:
         except FramingError as e:  # our own message: empty, too large, nonces exhausted
             raise LocalProtocolError(f"cannot send: {e}") from None
 
+    def encrypt_open(self, plaintext: BytesLike) -> bytes | None:
+        """TCP, OPEN, nothing else waiting to be sent: :meth:`send_message` returning the
+        framed, encrypted message itself (the hot path of an open session) instead of adding
+        it to :meth:`data_to_send`. None where that does not apply (then use send_message)."""
+        transport = self._transport
+        if self._state is not State.OPEN or self._out or not isinstance(transport, TcpTransport):
+            return None
+        try:
+            return transport.encrypt_message(plaintext)
+        except FramingError as e:  # our own message: empty, too large, nonces exhausted
+            raise LocalProtocolError(f"cannot send: {e}") from None
+
     def data_to_send(self) -> list[bytes]:
         """What to write, in order: TCP byte-stream pieces (one per message or handshake
         message), or WebSocket binary messages."""

@@ -165,8 +165,12 @@ class TcpSession(Session):
         conn = self._conn
         if not conn.is_open:
             return False
+        framed = conn.encrypt_open(data)
+        if framed is not None:
+            transport.write(framed)  # the whole framed message: one write
+            return True
         conn.send_message(data)
-        for buf in conn.data_to_send():  # one buffer: the whole framed message
+        for buf in conn.data_to_send():
             transport.write(buf)
         return True
 
