@@ -1,5 +1,6 @@
-"""``hnet hns register|show``: the local HNS registry; ``hnet hns sync|status``: Hypermap
-from a chain JSON-RPC endpoint into the node's checkpoint (``hns.ChainSource``)."""
+"""``hnet hns register``: the local HNS registry; ``hnet hns sync|status``: Hypermap from a
+chain JSON-RPC endpoint into the home's checkpoint (``hns.ChainSource``); ``hnet hns show``:
+a record from that store, else the registry, or live from the chain (``hns.LiveLookup``)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ PLAIN_EVERY = 5.0
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("hns", help="register and show names in the local HNS registry")
+    p = sub.add_parser("hns", help="HNS records: the local registry, a chain sync, live lookups")
     hsub = p.add_subparsers(dest="hns_cmd", required=True, metavar="COMMAND")
 
     r = hsub.add_parser(
