@@ -458,11 +458,14 @@ class TestChain:
         self.rpc = anvil.rpc
         self.compiled = compiled
         self.address = address
-        self.registry = registry or Registry(
-            Path(tempfile.mkdtemp(prefix="hnet-twin-")) / "registry",
-            chain_id=anvil.chain_id,
-            contract=address,
-        )
+        #: a temporary directory made for the twin registry, removed by :meth:`close`
+        self._own_dir: Path | None = None
+        if registry is None:
+            self._own_dir = Path(tempfile.mkdtemp(prefix="hnet-twin-"))
+            registry = Registry(
+                self._own_dir / "registry", chain_id=anvil.chain_id, contract=address
+            )
+        self.registry = registry
         self.sender: str = self.rpc.call("eth_accounts")[0]
         self._selector = keccak256(_BATCH_SIG)[:4]
         self.multicall = multicall
@@ -473,6 +476,13 @@ class TestChain:
     @property
     def url(self) -> str:
         return self.anvil.url
+
+    def close(self) -> None:
+        """Remove the twin registry's temporary directory, if this chain made one (anvil is
+        its owner's to stop); idempotent."""
+        own, self._own_dir = self._own_dir, None
+        if own is not None:
+            shutil.rmtree(own, ignore_errors=True)
 
     def install(self, address: str) -> None:
         """Put HypermapTest's runtime code at ``address`` (a decoy emitting the same topics
@@ -592,7 +602,11 @@ def running_chain(
     compiled = compile_hypermap_test(cache_dir)
     batcher = compile_multicall(cache_dir) if multicall else None
     with Anvil(log_dir=cache_dir / "anvil") as anvil:
-        yield TestChain(anvil, compiled, registry=registry, multicall=batcher)
+        chain = TestChain(anvil, compiled, registry=registry, multicall=batcher)
+        try:
+            yield chain
+        finally:
+            chain.close()
 
 
 # --- expectations and histories -----------------------------------------------------------------
