@@ -53,6 +53,7 @@ import os
 import random
 import re
 import sys
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -327,6 +328,7 @@ class _Rpc:
                 request_kwargs={"timeout": aiohttp.ClientTimeout(total=self._policy.call_timeout)},
                 exception_retry_configuration=None,
             )
+            _own_session_lock(http)
             w3 = AsyncWeb3(http, middleware=[])
         self._w3 = w3
         return w3
@@ -389,7 +391,7 @@ class _Rpc:
                 retry_after = _retry_after(e.headers)
             except TimeoutError:
                 last = f"no answer within {self._policy.call_timeout:g} s"
-                await self._drop_connection()
+                await self._drop_connection(timed_out=True)
             except Exception as e:  # connection errors, garbage bodies, closed sockets
                 last = f"{type(e).__name__}: {self._clean(str(e))}"
                 await self._drop_connection()
@@ -400,9 +402,15 @@ class _Rpc:
             f"{self._label}: {method} failed {self._policy.attempts} times; last: {last}"
         )
 
-    async def _drop_connection(self) -> None:
-        """Forget a websocket connection after a transport failure (the next call reconnects);
-        HTTP keeps its pooled session, aiohttp replaces broken connections itself."""
+    async def _drop_connection(self, *, timed_out: bool = False) -> None:
+        """Forget a websocket connection after a transport failure (the next call reconnects).
+        HTTP keeps its pooled session (aiohttp replaces broken connections itself) unless a
+        call timed out: then the provider is replaced too, so a session lock left held by an
+        abandoned request (see :func:`_own_session_lock`) cannot stall the calls after it."""
+        if not self._ws and timed_out and self._w3 is not None:
+            w3, self._w3 = self._w3, None
+            _release_session_lock(w3.provider)
+            return
         if self._ws and self._w3 is not None:
             w3, self._w3 = self._w3, None
             with contextlib.suppress(Exception):  # the connection is broken already
@@ -413,6 +421,37 @@ class _Rpc:
         if w3 is not None:
             with contextlib.suppress(Exception):  # nothing useful to do when closing
                 await w3.provider.disconnect()
+            if not self._ws:
+                _release_session_lock(w3.provider)
+
+
+def _own_session_lock(provider: object) -> None:
+    """Give ``provider``'s HTTP session manager a lock of its own. web3 (7 and 8) takes one
+    class-wide ``threading.Lock`` for every HTTP request of every provider in the process,
+    from an executor thread; a request cancelled while it waits for that lock (an event loop
+    shutting down with the request pending is enough) leaves it held for good, and every
+    later request of every provider hangs. With a lock per provider, the damage stays with a
+    provider we replace after a timeout (:meth:`_Rpc._drop_connection`)."""
+    manager = getattr(provider, "_request_session_manager", None)
+    if manager is not None and hasattr(manager, "_lock"):
+        manager._lock = threading.Lock()
+
+
+def _release_session_lock(provider: object) -> None:
+    """Let go of a replaced provider's session lock if it is held, and stop its executor: a
+    thread of it blocked on the lock would otherwise block forever, and interpreter exit
+    (which joins executor threads) with it. Requests still running on the provider end on
+    their own deadlines."""
+    manager = getattr(provider, "_request_session_manager", None)
+    lock = getattr(manager, "_lock", None)
+    if lock is None or lock is getattr(type(manager), "_lock", None):
+        return  # never ours to release: the class-wide lock
+    with contextlib.suppress(RuntimeError):
+        if lock.locked():
+            lock.release()
+    pool = getattr(manager, "session_pool", None)
+    if pool is not None:
+        pool.shutdown(wait=False)
 
 
 def _import_web3() -> None:
