@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from hnet.testing.chain import TestChain, ToolMissing, running_chain
 from hnet.testing.cluster import Cluster
+from hns import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 INTEROP = ROOT / "interop-tests" / "vectors"
@@ -49,3 +51,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop_all()
+
+
+@pytest.fixture(scope="session")
+def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The compiled test contracts, cached for the session under pytest's tmp dir."""
+    return tmp_path_factory.getbasetemp() / "hypermap-build"
+
+
+@pytest.fixture
+def chain(build_dir: Path, tmp_path: Path) -> Iterator[TestChain]:
+    """A fresh anvil with our Hypermap stand-in (and Multicall) and a twin registry under
+    the test's tmp dir. Missing anvil or solcjs fails the test, naming what to install."""
+    try:
+        with running_chain(build_dir, registry=Registry(tmp_path / "twin")) as c:
+            yield c
+    except ToolMissing as e:
+        pytest.fail(str(e))

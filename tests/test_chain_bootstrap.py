@@ -4,12 +4,11 @@ and the records end as the chain's."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hnet.testing.chain import TestChain, ToolMissing, drain, records_of, running_chain
+from hnet.testing.chain import TestChain, drain, records_of
 from hns import (
     HYPERMAP_CHAIN_ID,
     HYPERMAP_FIRST_BLOCK,
@@ -17,7 +16,6 @@ from hns import (
     ChainSource,
     LogCache,
     LogsMetadata,
-    Registry,
     RetryPolicy,
     SourceError,
     labelhash,
@@ -31,17 +29,6 @@ KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))
 KEY_C = bytes(range(2, 34))
 FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.005, max_delay=0.05, call_timeout=5.0)
-
-
-@pytest.fixture
-def chain(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Iterator[TestChain]:
-    try:
-        with running_chain(
-            tmp_path_factory.getbasetemp() / "hypermap-build", registry=Registry(tmp_path / "twin")
-        ) as c:
-            yield c
-    except ToolMissing as e:
-        pytest.fail(str(e))
 
 
 def write_cache(directory: Path, logs: list[dict[str, object]], lo: int, hi: int) -> Path:

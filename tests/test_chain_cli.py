@@ -7,29 +7,17 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hnet.testing.chain import TestChain, ToolMissing, running_chain
+from hnet.testing.chain import TestChain
 from hns import HYPERMAP_FIRST_BLOCK, Registry
 
 pytestmark = pytest.mark.chain
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))
-
-
-@pytest.fixture
-def chain(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Iterator[TestChain]:
-    try:
-        with running_chain(
-            tmp_path_factory.getbasetemp() / "hypermap-build", registry=Registry(tmp_path / "twin")
-        ) as c:
-            yield c
-    except ToolMissing as e:
-        pytest.fail(str(e))
 
 
 def hnet(*args: str, home: Path) -> subprocess.CompletedProcess[str]:

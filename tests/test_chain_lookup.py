@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,6 @@ from hns import (
     ChainIdMismatch,
     Indexer,
     NodeRecord,
-    Registry,
     RetryPolicy,
     SourceError,
     encode_ip,
@@ -59,21 +57,6 @@ KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))
 KEY_C = bytes(range(2, 34))
 FAST_RETRY = RetryPolicy(attempts=8, base_delay=0.005, max_delay=0.05, call_timeout=5.0)
-
-
-@pytest.fixture(scope="session")
-def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The compiled contracts, cached for the session under pytest's tmp dir."""
-    return tmp_path_factory.getbasetemp() / "hypermap-build"
-
-
-@pytest.fixture
-def chain(build_dir: Path, tmp_path: Path) -> Iterator[TestChain]:
-    try:
-        with running_chain(build_dir, registry=Registry(tmp_path / "twin")) as c:
-            yield c
-    except ToolMissing as e:
-        pytest.fail(str(e))
 
 
 def live(url: str, **kw: object) -> LiveLookup:

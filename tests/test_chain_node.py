@@ -17,24 +17,12 @@ from typing import Any
 import pytest
 
 from hnet import keys
-from hnet.testing.chain import TestChain, ToolMissing, registration_events, running_chain
+from hnet.testing.chain import TestChain, registration_events
 from hnet.testing.cluster import Cluster, ClusterNode, free_port
-from hns import Registry
 
 pytestmark = pytest.mark.chain
 
 LOOPBACK = "127.0.0.1"
-
-
-@pytest.fixture
-def chain(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Iterator[TestChain]:
-    try:
-        with running_chain(
-            tmp_path_factory.getbasetemp() / "hypermap-build", registry=Registry(tmp_path / "twin")
-        ) as c:
-            yield c
-    except ToolMissing as e:
-        pytest.fail(str(e))
 
 
 @pytest.fixture

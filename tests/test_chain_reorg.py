@@ -5,7 +5,7 @@ invisible, and the PKI rebuilds its records (and tells its subscribers) after a 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,12 +13,10 @@ import pytest
 from hnet.net.pki import Pki, PkiChange
 from hnet.testing.chain import (
     TestChain,
-    ToolMissing,
     drain,
     hypermap_filter,
     records_of,
     registration_events,
-    running_chain,
 )
 from hns import (
     HYPERMAP_FIRST_BLOCK,
@@ -36,17 +34,6 @@ KEY_B = bytes(range(1, 33))
 KEY_C = bytes(range(2, 34))
 RETRY = RetryPolicy(attempts=6, base_delay=0.005, max_delay=0.05, call_timeout=5.0)
 CONFIRMATIONS = 3
-
-
-@pytest.fixture
-def chain(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Iterator[TestChain]:
-    try:
-        with running_chain(
-            tmp_path_factory.getbasetemp() / "hypermap-build", registry=Registry(tmp_path / "twin")
-        ) as c:
-            yield c
-    except ToolMissing as e:
-        pytest.fail(str(e))
 
 
 def source(chain: TestChain, tmp_path: Path, **kw: object) -> ChainSource:

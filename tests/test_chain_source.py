@@ -9,27 +9,21 @@ histories, or from anvil's unfiltered logs. Needs anvil and solcjs (see
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from hnet.testing.chain import (
     ChainEvent,
     TestChain,
-    ToolMissing,
     drain,
     expected_records,
     records_of,
     registration_events,
-    running_chain,
 )
 from hns import (
     HYPERMAP_FIRST_BLOCK,
     ChainIdMismatch,
     ChainSource,
     RangePolicy,
-    Registry,
     RetryPolicy,
     SourceError,
 )
@@ -42,21 +36,6 @@ KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))
 KEY_C = bytes(range(2, 34))
 FAST_RETRY = RetryPolicy(attempts=8, base_delay=0.005, max_delay=0.05, call_timeout=5.0)
-
-
-@pytest.fixture(scope="session")
-def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The compiled contract, cached for the session under pytest's tmp dir."""
-    return tmp_path_factory.getbasetemp() / "hypermap-build"
-
-
-@pytest.fixture
-def chain(build_dir: Path, tmp_path: Path) -> Iterator[TestChain]:
-    try:
-        with running_chain(build_dir, registry=Registry(tmp_path / "twin")) as c:
-            yield c
-    except ToolMissing as e:
-        pytest.fail(str(e))
 
 
 def source(chain: TestChain, **kw: object) -> ChainSource:
