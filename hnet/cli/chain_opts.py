@@ -61,6 +61,14 @@ def add_chain_args(p: argparse.ArgumentParser, *, rpc_required: bool) -> None:
     )
 
 
+def check_endpoint_args(args: argparse.Namespace) -> None:
+    """Usage errors (exit 2) for ``--rpc`` and ``--contract``."""
+    if not args.rpc.startswith(("http://", "https://", "ws://", "wss://")):
+        raise CliError("--rpc must be an http(s):// or ws(s):// URL", EXIT_USAGE)
+    if not _ADDRESS_RE.fullmatch(args.contract):
+        raise CliError(f"--contract {args.contract!r} is not a 0x-prefixed address", EXIT_USAGE)
+
+
 def check_chain_args(args: argparse.Namespace) -> None:
     """Usage errors (exit 2) for bad chain options; a no-op without ``--rpc``."""
     if not args.rpc:
@@ -69,10 +77,7 @@ def check_chain_args(args: argparse.Namespace) -> None:
                 "--cache needs --rpc (the files are caught up from the chain)", EXIT_USAGE
             )
         return
-    if not args.rpc.startswith(("http://", "https://", "ws://", "wss://")):
-        raise CliError("--rpc must be an http(s):// or ws(s):// URL", EXIT_USAGE)
-    if not _ADDRESS_RE.fullmatch(args.contract):
-        raise CliError(f"--contract {args.contract!r} is not a 0x-prefixed address", EXIT_USAGE)
+    check_endpoint_args(args)
     if args.from_block < 0 or args.confirmations < 0:
         raise CliError("--from-block and --confirmations must not be negative", EXIT_USAGE)
     if (

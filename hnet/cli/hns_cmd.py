@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -15,7 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from hnet import keys
-from hnet.cli.chain_opts import add_chain_args, chain_source, check_chain_args
+from hnet.cli.chain_opts import (
+    add_chain_args,
+    chain_source,
+    check_chain_args,
+    check_endpoint_args,
+)
 from hnet.cli.common import (
     EXIT_FAIL,
     EXIT_OK,
@@ -54,7 +58,6 @@ from hns.sources.chain import chain_name, redact_url
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-_ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 PLAIN_EVERY = 5.0
 """Seconds between progress lines when stderr is not a terminal."""
 
@@ -200,10 +203,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def check_lookup_args(args: argparse.Namespace) -> None:
-    if not args.rpc.startswith(("http://", "https://", "ws://", "wss://")):
-        raise CliError("--rpc must be an http(s):// or ws(s):// URL", EXIT_USAGE)
-    if not _ADDRESS_RE.fullmatch(args.contract):
-        raise CliError(f"--contract {args.contract!r} is not a 0x-prefixed address", EXIT_USAGE)
+    check_endpoint_args(args)
     try:
         validate_name(args.name)
     except InvalidName as e:
