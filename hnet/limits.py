@@ -287,3 +287,79 @@ PKI_FEED_CHUNK = 128
 PKI_LIVE_MAX = 4096
 #: Seconds between a node's progress lines while its chain source syncs at start.
 PKI_SYNC_LOG_INTERVAL = 5.0
+
+# --- Circuits (routed QUIC, docs/quic.md §11) ------------------------------------------------
+# The reference routes over TCP/WS only (docs/protocol.md §7); circuits are ours, and so is
+# every value here.
+
+#: Default bound on circuits (requested + offered + open) a router holds: like
+#: MAX_PASSTHROUGHS, 0 means this node routes no circuits unless its operator says so.
+MAX_CIRCUITS = 0
+#: Circuits one source may hold through one router at once (a session to each of 16 indirect
+#: nodes). A router also never lets one source hold more than half of its circuits
+#: (CircuitTable), so one source can never starve the others.
+CIRCUIT_MAX_PER_SOURCE = 16
+#: A CircuitRequest's timestamp must be within this many seconds of the checker's clock, either
+#: way. Covers ordinary clock skew between nodes with NTP (well under a second) and sloppy
+#: clocks with a wide margin; it is also how long a nonce must be remembered (up to 2x this).
+CIRCUIT_REQUEST_WINDOW = 60
+#: Nonces a replay cache remembers. Each entry is a (source name, 16-byte nonce) key, about
+#: 300 bytes in CPython with names near 255 bytes, so the cache stays under ~5 MiB. When full,
+#: the oldest timestamps are dropped and refused from then on (never forgotten-then-accepted).
+CIRCUIT_REPLAY_MAX = 16_384
+#: Nonces one source may have in a replay cache at once: about 256 requests a minute. A source
+#: past it is refused (SOURCE_LIMIT) without touching anyone else's entries, so filling the
+#: whole cache takes 64 sources at their cap.
+CIRCUIT_REPLAY_PER_SOURCE = 256
+#: How long a router waits for the target's ACCEPT or REFUSE (from admission). The source's
+#: whole routed connect + handshake has HANDSHAKE_TIMEOUT; an answer after that is useless.
+CIRCUIT_OFFER_TIMEOUT = HANDSHAKE_TIMEOUT
+#: How long a closing circuit waits for the ends to finish their control streams (FIN) before
+#: its record is dropped anyway. An end answers a CLOSE at once; this covers retransmissions.
+CIRCUIT_CLOSE_TIMEOUT = HANDSHAKE_TIMEOUT
+#: An open circuit with no relayed bytes either way for this long is closed (IDLE). The ends'
+#: sessions close themselves after IDLE_TIMEOUT without messages; this only bounds circuits
+#: whose ends went silent without closing (a lost hop is noticed sooner, by QUIC).
+CIRCUIT_IDLE_TIMEOUT = IDLE_TIMEOUT
+#: A full router evicts its least recently active circuit for a newcomer only if that circuit
+#: has been idle at least this long; otherwise the newcomer is refused (BUSY). A stream of
+#: requests can then never cut circuits that are in use.
+CIRCUIT_EVICT_MIN_IDLE = 30.0
+#: End to end, on a session over a circuit, a sender keeps at most this many message streams
+#: open (instead of QUIC_MAX_STREAMS): every one is a QUIC stream on both hops, and the
+#: router-target connection's QUIC stream credit (100-128) is shared by all circuits to that
+#: target. Sixteen keep several circuits per target going at once.
+CIRCUIT_MAX_STREAMS = 16
+#: ... of which this many only small messages may use (as QUIC_SMALL_STREAMS_RESERVE).
+CIRCUIT_SMALL_STREAMS_RESERVE = 4
+#: Relayed streams a router lets each end of a circuit have open: the message streams plus the
+#: handshake stream. A conforming end never exceeds it (the router's count lies inside the
+#: sender's), so exceeding it closes the circuit (LIMIT_EXCEEDED).
+CIRCUIT_RELAY_STREAMS = CIRCUIT_MAX_STREAMS + 1
+#: Wire bytes of the largest small message (one Noise chunk): a 22-byte length frame, 2 + 16 of
+#: framing and tag, 65,519 of chunk. A relayed stream that carried more is "bulk" at the router.
+CIRCUIT_SMALL_STREAM_BYTES = 22 + NOISE_MAX_PLAINTEXT + 18
+#: Bytes of one relayed stream a router holds (taken from one hop, not yet sent on the other):
+#: one small message whole, so a small message is never taken in pieces.
+CIRCUIT_STREAM_BUFFER = CIRCUIT_SMALL_STREAM_BYTES
+#: Bytes of one circuit (both directions, all its streams) a router holds. The QUIC stacks of
+#: the two hops keep their own bytes in flight, so this only absorbs the difference in their
+#: pace; 1,024 circuits then cost at most 256 MiB (NODE_SEND_BUDGET).
+CIRCUIT_MAX_BUFFERED = 256 * 1024
+#: Part of CIRCUIT_MAX_BUFFERED that bulk streams may not use: two small messages can always be
+#: taken, so a large routed message never holds a small one back at the router.
+CIRCUIT_SMALL_RESERVE = 2 * CIRCUIT_SMALL_STREAM_BYTES
+#: Longest name in a CircuitRequest (u8 length). HNS labels are at most 63 bytes; 255 bytes is
+#: four of them, as DNS.
+CIRCUIT_NAME_MAX = 255
+#: The largest CircuitRequest: version, three length-prefixed names, timestamp, nonce and
+#: signature.
+CIRCUIT_REQUEST_MAX = 1 + 3 * (1 + CIRCUIT_NAME_MAX) + 8 + 16 + 64
+#: Longest reason text in a REFUSE or CLOSE frame (u8 length): one log line.
+CIRCUIT_REASON_MAX = 255
+#: Largest control frame plaintext: an OFFER (type, circuit id, flags, a maximal request) is
+#: 867 bytes. Checked on the frame's 2-byte prefix, before it is buffered.
+CIRCUIT_CONTROL_FRAME_MAX = 1_024
+#: Frames one half of a control stream carries at most (e.g. OFFER, ADDRESS, CLOSE): a control
+#: stream never accumulates anything.
+CIRCUIT_CONTROL_FRAMES = 3
