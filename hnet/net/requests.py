@@ -22,14 +22,14 @@ class SendFailed(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reply:
     message: KernelMessage
     via: str | None
     rtt: float
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     target_node: str
     sent_at: float

@@ -166,7 +166,7 @@ class Session(abc.ABC):
             raise ValueError(f"message of {len(data)} bytes (must be 1..{limits.MESSAGE_MAX_SIZE})")
         if self.closed:
             raise SessionClosed(self.close_reason or "closed")
-        queue = self.queue or self._ensure_writers()
+        queue = self.queue if self.queue is not None else self._ensure_writers()
         lane = 0 if self.lanes == 1 or len(data) <= self.small_size else 1
         if not self._busy[lane] and not queue.lane_len(lane) and self._write_nowait(data):
             self.messages_out += 1  # written at once: the common case, nothing to track

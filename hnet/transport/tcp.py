@@ -59,6 +59,7 @@ __all__ = [
 
 #: Bytes read per call once a session is open (and the StreamReader's buffer limit).
 READ_SIZE = 256 * 1024
+_WRITE_NOWAIT_MAX = limits.WRITE_NOWAIT_MAX
 HANDSHAKE_READ_SIZE = limits.HANDSHAKE_READ_SIZE
 
 
@@ -153,22 +154,23 @@ class TcpSession(Session):
         self._reader = reader
         self._writer = writer
         self._conn = conn
+        self._transport = writer.transport
         self._high_water = writer.transport.get_write_buffer_limits()[1]
         self._direct = False
 
     def _write_nowait(self, data: bytes) -> bool:
-        if len(data) > limits.WRITE_NOWAIT_MAX:
+        if len(data) > _WRITE_NOWAIT_MAX:
             return False  # large: the writer sends it and waits for the socket to drain
-        transport = self._writer.transport
+        transport = self._transport
         if transport.is_closing() or transport.get_write_buffer_size() > self._high_water:
             return False
         conn = self._conn
-        if not conn.is_open:
-            return False
-        framed = conn.encrypt_open(data)
+        framed = conn.encrypt_open(data)  # None unless OPEN with nothing else to send
         if framed is not None:
             transport.write(framed)  # the whole framed message: one write
             return True
+        if not conn.is_open:
+            return False
         conn.send_message(data)
         for buf in conn.data_to_send():
             transport.write(buf)
