@@ -14,6 +14,14 @@ assembled piecewise so that ASCII payloads (JSON, text) are copied as they are (
 0x80 is its own fixint) instead of going through a list of ints. Both paths are byte-identical
 (tested against each other and against the vectors).
 
+``encode_kernel_message`` first tries a fast path for the common case: exact types throughout
+(``int`` id and ``expects_response`` in range, ``bool``, ``bytes``, ``str``, ``Address``, a
+``Request`` or ``ResponseMessage(Response, ...)``, a tuple of ``(Capability, bytes)``
+tuples, an optional ``LazyLoadBlob``). It assembles the bytes piecewise like the
+large-message path, at any size. Anything else (subclasses, ``bytearray``, lists, wrong types,
+a string msgpack cannot encode) goes to the general encoder, so its bytes and errors are
+unchanged.
+
 Decoding: strict and total
 --------------------------
 Every decoder takes ``bytes``, ``bytearray`` or ``memoryview`` and either returns a value or
@@ -41,6 +49,16 @@ Deliberate leniency, matching what the reference's decoder accepts:
 So a successful decode re-encodes to the canonical bytes, which equal the input whenever the
 input was canonical.
 
+``decode_kernel_message`` first tries a fast path (``bytes`` input within
+``MESSAGE_MAX_SIZE``) that reads the canonical frame inline: fixarray(6), the id and
+``expects_response`` as positive fixint or cc/cd/ce/cf, fixstr/str8 addresses, the
+``{"Request": [...]}`` / ``{"Response": [[...], context]}`` maps, ASCII byte vectors, nil or
+fixstr/str8 strings, empty capabilities. Later fields in other forms (binary or ``bin`` byte
+vectors, longer strings, capabilities, a non-canonical blob) are read by the general reader's
+own methods. On any other form, and on any error, the fast path declines and the general
+decoder runs on the whole input and decides, with its usual error message; so the fast path
+only ever returns what the general decoder returns (tested differentially on mutated input).
+
 Bounded work
 ------------
 The decoder walks the schema itself over the raw bytes; it never hands a whole message to a
@@ -60,6 +78,7 @@ memory are linear in the input size.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 from collections.abc import Callable, Mapping
@@ -508,8 +527,156 @@ def _e_km_auto(km: KernelMessage) -> bytes:
     return _e_km_bytes(km) if size >= _SPLICE_MIN else _packb(_e_km(km))
 
 
+# --- KernelMessage fast path ----------------------------------------------------------------
+#
+# The common case of a node's traffic: exact wire types throughout. Encoded piecewise
+# like _e_km_bytes (ASCII byte vectors copied as they are), with exact type checks in place of
+# the general validation; anything else returns None and the general encoder runs, so its
+# bytes and errors are unchanged. The fast path never calls into user objects.
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_bytes(text: str) -> bytes:
+    # The msgpack string of an address; like _cached_address, addresses repeat on every
+    # message between the same processes. Raises for lone surrogates (not cached).
+    return _packb(text)
+
+
+def _add_byte_array(parts: list[bytes], v: bytes) -> None:
+    """Append the encoding of ``v`` (exactly ``bytes``) to ``parts``, as ``_raw_byte_array``
+    does but without copying ASCII data: its header, then the bytes themselves."""
+    if not v.isascii():
+        parts.append(_packb(list(v)))
+        return
+    n = len(v)
+    if n < 16:
+        parts.append(bytes((_FIXARRAY_MIN + n,)))
+    elif n <= U16_MAX:
+        parts.append(b"\xdc" + n.to_bytes(2, "big"))
+    else:
+        parts.append(b"\xdd" + n.to_bytes(4, "big"))
+    parts.append(v)
+
+
+def _fast_meta_caps(metadata: object, caps: object) -> bytes | None:
+    """The encoding of a Request's or Response's metadata and capabilities (adjacent fields),
+    or None unless they are None or a ``str``, and a tuple of ``(Capability, bytes)`` tuples
+    of exact types."""
+    if metadata is None:
+        head = b"\xc0"
+    elif type(metadata) is str:
+        head = _packb(metadata)
+    else:
+        return None
+    if type(caps) is not tuple:
+        return None
+    if not caps:
+        return head + b"\x90"
+    entries: list[list[object]] = []
+    for item in caps:
+        if type(item) is not tuple or len(item) != 2:
+            return None
+        cap, signature = item
+        if type(cap) is not Capability or type(signature) is not bytes:
+            return None
+        issuer, params = cap.issuer, cap.params
+        if type(issuer) is not Address or type(params) is not str:
+            return None
+        # As _e_caps builds them: [[issuer, params], signature as a list of ints].
+        entries.append([[issuer._text, params], list(signature)])
+    return head + _packb(entries)
+
+
+def _fast_encode_kernel_message(km: KernelMessage) -> bytes | None:
+    """``encode_kernel_message`` for the common shape, or None to leave it to the general path.
+
+    Handled: exact ``int``/``bool``/``bytes``/``str``/``Address`` field values in range, a
+    ``Request`` or ``ResponseMessage(Response, ...)``, capabilities as in ``_fast_meta_caps``,
+    and a blob that is None or a ``LazyLoadBlob`` of exact types. The caller has checked
+    ``type(km) is KernelMessage``.
+    """
+    try:
+        kid, source, target, rsvp = km.id, km.source, km.target, km.rsvp
+        if (
+            type(kid) is not int
+            or kid < 0
+            or kid > U64_MAX
+            or type(source) is not Address
+            or type(target) is not Address
+            or (rsvp is not None and type(rsvp) is not Address)
+        ):
+            return None
+        parts = [
+            b"\x96",
+            _packb(kid),
+            _address_bytes(source._text),
+            _address_bytes(target._text),
+            b"\xc0" if rsvp is None else _address_bytes(rsvp._text),
+        ]
+        m = km.message
+        if type(m) is Request:
+            inherit, expects, body = m.inherit, m.expects_response, m.body
+            meta_caps = _fast_meta_caps(m.metadata, m.capabilities)
+            if type(inherit) is not bool or type(body) is not bytes or meta_caps is None:
+                return None
+            if expects is None:
+                expects_bytes = b"\xc0"
+            elif type(expects) is int and 0 <= expects <= U64_MAX:
+                expects_bytes = _packb(expects)
+            else:
+                return None
+            parts.append(b"\x81\xa7Request\x95\xc3" if inherit else b"\x81\xa7Request\x95\xc2")
+            parts.append(expects_bytes)
+            _add_byte_array(parts, body)
+            parts.append(meta_caps)
+        elif type(m) is ResponseMessage:
+            r, context = m.response, m.context
+            if type(r) is not Response or (context is not None and type(context) is not bytes):
+                return None
+            inherit, body = r.inherit, r.body
+            meta_caps = _fast_meta_caps(r.metadata, r.capabilities)
+            if type(inherit) is not bool or type(body) is not bytes or meta_caps is None:
+                return None
+            parts.append(
+                b"\x81\xa8Response\x92\x94\xc3" if inherit else b"\x81\xa8Response\x92\x94\xc2"
+            )
+            _add_byte_array(parts, body)
+            parts.append(meta_caps)
+            if context is None:
+                parts.append(b"\xc0")
+            else:
+                _add_byte_array(parts, context)
+        else:
+            return None
+        blob = km.lazy_load_blob
+        if blob is None:
+            parts.append(b"\xc0")
+        elif type(blob) is LazyLoadBlob:
+            mime, data = blob.mime, blob.bytes
+            if (mime is not None and type(mime) is not str) or type(data) is not bytes:
+                return None
+            parts.append(b"\x92\xc0" if mime is None else b"\x92" + _packb(mime))
+            _add_byte_array(parts, data)
+        else:
+            return None
+        return b"".join(parts)
+    except Exception:
+        # A string msgpack cannot encode (a lone surrogate), a field never set: the general
+        # path raises for it.
+        return None
+
+
 def encode_kernel_message(km: KernelMessage) -> bytes:
     """``KernelMessage`` -> rmp_serde bytes."""
+    if type(km) is KernelMessage:
+        data = _fast_encode_kernel_message(km)
+        if data is not None:
+            return data
+    return _encode_kernel_message_general(km)
+
+
+def _encode_kernel_message_general(km: KernelMessage) -> bytes:
+    """The general encoder alone, without the fast path (for tests)."""
     _require(km, KernelMessage, "KernelMessage")
     return _pack_bytes(lambda: _e_km_auto(km), "KernelMessage")
 
@@ -1201,8 +1368,285 @@ def _decode(data: BytesLike, read: Callable[[_Decoder], _T], what: str) -> _T:
     return value
 
 
+# --- KernelMessage fast path ----------------------------------------------------------------
+#
+# A node decodes a KernelMessage per message, and for small messages the general decoder's
+# per-field method calls dominate. The fast path reads the canonical frame with local
+# variables. It never raises and never accepts anything the general decoder rejects: where it
+# meets a form it does not read inline, either it declines (returns None; the general decoder
+# then runs and decides, error message included), or, for the fields after the body, it hands
+# that one field to the general reader's own method, so a valid message is not decoded twice
+# after its (possibly large) body. Any error there also makes it decline.
+
+_SlotSetter = Callable[[object, object], None]
+_new_object = object.__new__
+
+
+def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[_SlotSetter, ...]:
+    """The slot descriptors' ``__set__`` for ``cls``'s fields, in order.
+
+    A frozen dataclass's ``__init__`` stores each field with ``object.__setattr__``; calling
+    the slot descriptor directly is the same store at about half the cost. Only valid for
+    types without ``__post_init__`` (no validation is skipped), which is checked here.
+    """
+    fields = tuple(f.name for f in dataclasses.fields(cls))
+    if fields != names or hasattr(cls, "__post_init__"):  # pragma: no cover - a types change
+        raise RuntimeError(f"the KernelMessage fast path does not match {cls.__name__}")
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+_RQ_INHERIT, _RQ_EXPECTS, _RQ_BODY, _RQ_META, _RQ_CAPS = _slot_setters(
+    Request, ("inherit", "expects_response", "body", "metadata", "capabilities")
+)
+_RS_INHERIT, _RS_BODY, _RS_META, _RS_CAPS = _slot_setters(
+    Response, ("inherit", "body", "metadata", "capabilities")
+)
+_RM_RESPONSE, _RM_CONTEXT = _slot_setters(ResponseMessage, ("response", "context"))
+_KM_ID, _KM_SOURCE, _KM_TARGET, _KM_RSVP, _KM_MESSAGE, _KM_BLOB = _slot_setters(
+    KernelMessage, ("id", "source", "target", "rsvp", "message", "lazy_load_blob")
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_address_raw(raw: bytes) -> Address:
+    """``_cached_address`` keyed by the UTF-8 bytes (saves decoding them on every message)."""
+    return _cached_address(raw.decode())
+
+
+def _general_reader(buf: bytes, p: int) -> _Decoder:
+    """The general decoder positioned at ``p``, for one field the fast path does not read."""
+    d = _Decoder(buf)
+    d.pos = p
+    return d
+
+
+def _fast_byte_vec(buf: bytes, p: int) -> tuple[bytes, int]:
+    """A ``Vec<u8>`` at ``p`` and the offset after it: an ASCII fixarray/array16 here (as in
+    ``_Decoder.byte_vec``), any other form by the general reader."""
+    m = buf[p]
+    if m == 0xDC:
+        q = p + 3 + ((buf[p + 1] << 8) | buf[p + 2])
+        run = buf[p + 3 : q]
+    elif 0x90 <= m <= 0x9F:
+        q = p + 1 + m - 0x90
+        run = buf[p + 1 : q]
+    else:
+        q = -1
+    # A short slice (truncated input) leaves q past the end, so the caller's checks decline.
+    if q >= 0 and run.isascii():
+        return run, q
+    d = _general_reader(buf, p)
+    return d.byte_vec("byte vector"), d.pos
+
+
+def _fast_string(buf: bytes, p: int) -> tuple[str, int]:
+    """A string at ``p`` and the offset after it: fixstr/str8 here, str16/32 (or an error) by
+    the general reader."""
+    m = buf[p]
+    if 0xA0 <= m <= 0xBF:
+        q = p + 1 + m - 0xA0
+        return buf[p + 1 : q].decode(), q
+    if m == 0xD9:
+        q = p + 2 + buf[p + 1]
+        return buf[p + 2 : q].decode(), q
+    d = _general_reader(buf, p)
+    return d.string("string"), d.pos
+
+
+def _fast_kernel_message(buf: bytes) -> KernelMessage | None:
+    """``KernelMessage`` read by the fast path, or None to leave it to ``_Decoder``.
+
+    Read inline (docs/protocol.md §2): fixarray(6); the id as a positive fixint or cc/cd/ce/cf;
+    source, target and rsvp (or nil) as fixstr/str8 addresses; ``{"Request": fixarray(5)}`` or
+    ``{"Response": fixarray(2)[fixarray(4), context]}``; bools; ``expects_response`` nil or an
+    unsigned marker; ASCII byte vectors as fixarray/array16; nil or fixstr/str8 strings; empty
+    capabilities (0x90); a blob nil or fixarray(2). Any other form of the fields up to
+    ``expects_response`` declines; later fields (byte vectors, metadata, capabilities, context,
+    blob) in other forms are read by the general reader.
+    """
+    try:
+        if buf[0] != 0x96:
+            return None
+        # id: u64. Slices of truncated input come out short, but p still advances past the
+        # end, so the final length check declines.
+        m = buf[1]
+        if m <= 0x7F:
+            kid, p = m, 2
+        elif m == 0xCC:
+            kid, p = buf[2], 3
+        elif m == 0xCD:
+            kid, p = int.from_bytes(buf[2:4], "big"), 4
+        elif m == 0xCE:
+            kid, p = int.from_bytes(buf[2:6], "big"), 6
+        elif m == 0xCF:
+            kid, p = int.from_bytes(buf[2:10], "big"), 10
+        else:
+            return None
+        # source, target: fixstr or str8, so at most 255 bytes (the general decoder memoises
+        # addresses up to 256 characters, so the values are the same).
+        m = buf[p]
+        if 0xA0 <= m <= 0xBF:
+            q = p + 1 + m - 0xA0
+            source = _cached_address_raw(buf[p + 1 : q])
+        elif m == 0xD9:
+            q = p + 2 + buf[p + 1]
+            source = _cached_address_raw(buf[p + 2 : q])
+        else:
+            return None
+        m = buf[q]
+        if 0xA0 <= m <= 0xBF:
+            p = q + 1 + m - 0xA0
+            target = _cached_address_raw(buf[q + 1 : p])
+        elif m == 0xD9:
+            p = q + 2 + buf[q + 1]
+            target = _cached_address_raw(buf[q + 2 : p])
+        else:
+            return None
+        # rsvp: nil or an address.
+        m = buf[p]
+        if m == 0xC0:
+            rsvp = None
+            p += 1
+        elif 0xA0 <= m <= 0xBF:
+            q = p + 1 + m - 0xA0
+            rsvp = _cached_address_raw(buf[p + 1 : q])
+            p = q
+        elif m == 0xD9:
+            q = p + 2 + buf[p + 1]
+            rsvp = _cached_address_raw(buf[p + 2 : q])
+            p = q
+        else:
+            return None
+        # message: an externally tagged enum, a one-entry map (docs/protocol.md §2).
+        message: Request | ResponseMessage
+        if buf.startswith(b"\x81\xa7Request\x95", p):
+            m = buf[p + 10]
+            if m == 0xC2:
+                inherit = False
+            elif m == 0xC3:
+                inherit = True
+            else:
+                return None
+            m = buf[p + 11]
+            if m == 0xC0:
+                expects: int | None = None
+                p += 12
+            elif m <= 0x7F:
+                expects = m
+                p += 12
+            elif m == 0xCC:
+                expects = buf[p + 12]
+                p += 13
+            elif m == 0xCD:
+                expects = int.from_bytes(buf[p + 12 : p + 14], "big")
+                p += 14
+            elif m == 0xCE:
+                expects = int.from_bytes(buf[p + 12 : p + 16], "big")
+                p += 16
+            elif m == 0xCF:
+                expects = int.from_bytes(buf[p + 12 : p + 20], "big")
+                p += 20
+            else:
+                return None
+            body, p = _fast_byte_vec(buf, p)
+            if buf[p] == 0xC0:
+                metadata = None
+                p += 1
+            else:
+                metadata, p = _fast_string(buf, p)
+            if buf[p] == 0x90:
+                caps: tuple[tuple[Capability, bytes], ...] = ()
+                p += 1
+            else:
+                d = _general_reader(buf, p)
+                caps = d.capabilities("Request.capabilities")
+                p = d.pos
+            message = _new_object(Request)
+            _RQ_INHERIT(message, inherit)
+            _RQ_EXPECTS(message, expects)
+            _RQ_BODY(message, body)
+            _RQ_META(message, metadata)
+            _RQ_CAPS(message, caps)
+        elif buf.startswith(b"\x81\xa8Response\x92\x94", p):
+            m = buf[p + 12]
+            if m == 0xC2:
+                inherit = False
+            elif m == 0xC3:
+                inherit = True
+            else:
+                return None
+            body, p = _fast_byte_vec(buf, p + 13)
+            if buf[p] == 0xC0:
+                metadata = None
+                p += 1
+            else:
+                metadata, p = _fast_string(buf, p)
+            if buf[p] == 0x90:
+                caps = ()
+                p += 1
+            else:
+                d = _general_reader(buf, p)
+                caps = d.capabilities("Response.capabilities")
+                p = d.pos
+            if buf[p] == 0xC0:
+                context = None
+                p += 1
+            else:
+                context, p = _fast_byte_vec(buf, p)
+            response = _new_object(Response)
+            _RS_INHERIT(response, inherit)
+            _RS_BODY(response, body)
+            _RS_META(response, metadata)
+            _RS_CAPS(response, caps)
+            message = _new_object(ResponseMessage)
+            _RM_RESPONSE(message, response)
+            _RM_CONTEXT(message, context)
+        else:
+            return None
+        # lazy_load_blob: nil or [nil|str, bytes].
+        m = buf[p]
+        if m == 0xC0:
+            blob = None
+            p += 1
+        elif m == 0x92:
+            if buf[p + 1] == 0xC0:
+                mime = None
+                p += 2
+            else:
+                mime, p = _fast_string(buf, p + 1)
+            data, p = _fast_byte_vec(buf, p)
+            blob = LazyLoadBlob(mime, data)
+        else:
+            d = _general_reader(buf, p)
+            blob = d.blob()
+            p = d.pos
+        if p != len(buf):
+            return None
+    except Exception:
+        # Truncated input (IndexError), invalid UTF-8 (ValueError), a bad address or field
+        # (CodecError), ...: the general decoder decides and reports it.
+        return None
+    km = _new_object(KernelMessage)
+    _KM_ID(km, kid)
+    _KM_SOURCE(km, source)
+    _KM_TARGET(km, target)
+    _KM_RSVP(km, rsvp)
+    _KM_MESSAGE(km, message)
+    _KM_BLOB(km, blob)
+    return km
+
+
 def decode_kernel_message(data: BytesLike) -> KernelMessage:
     """rmp_serde bytes -> ``KernelMessage``; raises only :class:`CodecError`."""
+    if type(data) is bytes and len(data) <= MESSAGE_MAX_SIZE:
+        km = _fast_kernel_message(data)
+        if km is not None:
+            return km
+    return _decode(data, _Decoder.kernel_message, "KernelMessage")
+
+
+def _decode_kernel_message_general(data: BytesLike) -> KernelMessage:
+    """The general decoder alone, without the fast path (for tests)."""
     return _decode(data, _Decoder.kernel_message, "KernelMessage")
 
 
