@@ -38,6 +38,7 @@ from hnet.core.wire import (
     encode_net_action,
 )
 from hnet.log import get_logger
+from hnet.net.circuits import Circuits
 from hnet.net.dial import TRANSPORTS, Connector, Dialler
 from hnet.net.indirect import IndirectRole
 from hnet.net.netmodule import NET_PROCESS, NetModule
@@ -107,6 +108,20 @@ class Node:
             retire_grace=config.retire_grace,
             queue_bytes=config.send_queue_bytes,
         )
+        #: circuits (routed QUIC, docs/quic.md §11); a router of them with max_passthroughs > 0
+        self.circuits = Circuits(
+            our_name=config.name,
+            key=config.key,
+            lookup=pki.networking_key,
+            max_circuits=config.max_passthroughs,
+            session_of=self.peers.session,
+            dial_hop=lambda router: self.dialler.dial(router, "quic"),
+            adopt_hop=self.peers.adopt,
+            on_session=self.peers.attach,
+            resolve=self._resolve_key,
+            handshake_timeout=config.handshake_timeout,
+            max_ends=config.max_peers,
+        )
         connectors: dict[str, Connector] = {
             "tcp": tcp_transport.connect,
             "ws": ws_transport.connect,
@@ -123,6 +138,8 @@ class Node:
             is_our_router=self._is_our_router,
             on_upgrade=self.peers.upgrade,
             on_spare=self.peers.adopt_retired,
+            open_circuit=self.circuits.connect,
+            has_hop=self.circuits.has_hop,
         )
         self.net = NetModule(
             our_name=config.name,
@@ -145,7 +162,7 @@ class Node:
         )
         self.listeners = Listeners(
             make_responder=self._responder,
-            on_session=self.peers.attach,
+            on_session=self._inbound,
             route=self.router.admit,
             supervisor=self._sup,
             resolve_key=self._resolve_key,
@@ -195,6 +212,7 @@ class Node:
         if not rec.ips and rec.routers:
             self._start_indirect(rec.routers)
             return
+        self.circuits.start()
         ports = {t: rec.ports.get(t, 0) for t in self.config.transports}
         if not any(ports.values()):
             raise NodeStartError(
@@ -254,6 +272,7 @@ class Node:
             respond=self.net.respond,
             reconnect_interval=self.config.router_reconnect_interval,
         )
+        self.circuits.our_routers = frozenset(routers)
         self.indirect.start()
         log.info("node up (indirect)", name=self.name, routers=list(routers))
 
@@ -264,6 +283,7 @@ class Node:
         if self.indirect is not None:
             await self.indirect.aclose()
         self.router.close()
+        self.circuits.close()
         await self.peers.aclose()
         self._tracker.fail_all("node shutting down")
         await self.processes.aclose()
@@ -297,8 +317,14 @@ class Node:
         self, host: str, port: int, hs: PeerHandshake, routing_request: bytes | None
     ) -> Session:
         if routing_request is not None:
-            raise ValueError("QUIC connections are not routed")
-        return await quic_connect(host, port, hs, backend=self.config.quic_backend)
+            raise ValueError("QUIC connections are routed by circuits, not RoutingRequests")
+        session = await quic_connect(host, port, hs, backend=self.config.quic_backend)
+        self.circuits.install(session)
+        return session
+
+    def _inbound(self, session: Session) -> None:
+        self.circuits.install(session)
+        self.peers.attach(session)
 
     def _is_our_router(self, name: str) -> bool:
         return self.indirect is not None and self.indirect.is_router(name)
@@ -506,6 +532,8 @@ class Node:
             lines.append(self.indirect.describe())
         if self.router.enabled:
             lines.append(self.router.describe())
+        if self.circuits.router is not None or self.circuits.stats["accepted"]:
+            lines.append(self.circuits.describe())
         routing_for = [i.name for i in infos if i.routing_for]
         if routing_for:
             lines.append(f"routing for: {', '.join(routing_for)}")

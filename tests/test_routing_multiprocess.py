@@ -8,6 +8,7 @@ HNS but never started. Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,10 +164,29 @@ def test_routing_shows_in_peers_and_diag(rc: Cluster) -> None:
     asyncio.run(main())
 
 
-def test_quic_is_not_routed(rc: Cluster) -> None:
-    reply = asyncio.run(_ping(rc, "alice.os", "carol.os", via="quic"))
-    assert not reply["ok"] and reply["kind"] == "offline", reply
-    assert "not routed" in reply["error"]
+def test_ping_indirect_node_over_quic_through_its_router(rc: Cluster) -> None:
+    """A circuit (routed QUIC, docs/quic.md §11): ``hnet ping --via quic`` through router.os,
+    which carol.os keeps a QUIC connection to; ``hnet peers --json`` names the router."""
+    res = run_cli(
+        "ping", "carol.os", "-c", "2", "-i", "0.05", "--via", "quic",
+        home=rc.nodes["alice.os"].home,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = PING_LINE.findall(res.stdout)
+    assert [(n, v, s) for n, v, s, _ in lines] == [
+        ("carol.os", "quic", "1"),
+        ("carol.os", "quic", "2"),
+    ]
+    res = run_cli("peers", "--json", home=rc.nodes["alice.os"].home)
+    assert res.returncode == 0, res.stdout + res.stderr
+    peers = {p["name"]: p for p in json.loads(res.stdout)}
+    assert peers["carol.os"]["router"] == "router.os"
+    assert peers["carol.os"]["transport"] == "quic"
+    # carol answers on the circuit too
+    res = run_cli("peers", "--json", home=rc.nodes["carol.os"].home)
+    peers = {p["name"]: p for p in json.loads(res.stdout)}
+    assert peers["alice.os"]["router"] == "router.os"
+    assert peers["router.os"]["transport"] == "quic"
 
 
 # --- (b) a RoutingRequest for a direct target: the router dials it and pipes ----------------

@@ -56,7 +56,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=int,
         default=limits.MAX_PASSTHROUGHS,
         metavar="N",
-        help="act as a router for up to N passthroughs, pending and active "
+        help="act as a router for up to N passthroughs (TCP/WS), pending and active, and up "
+        "to N circuits (routed QUIC, docs/quic.md §11) "
         f"(default {limits.MAX_PASSTHROUGHS}: not a router)",
     )
     p.add_argument("--log-json", action="store_true", help="log JSON lines to stderr")

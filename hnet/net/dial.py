@@ -11,8 +11,10 @@ and every attempt through :func:`attempt_all`, the only loop that tries endpoint
   first it is used at once and QUIC, when it comes up, takes over (``on_upgrade``). No fixed
   delay anywhere.
 - An indirect peer (routers, no IP): each of its routers in shuffled order, one attempt per
-  router over the first of TCP, WS it offers, a RoutingRequest first and Noise end to end.
-- Our own routers (we are indirect): TCP then WS with ``proxy_request``, no race.
+  router over the first of TCP, WS it offers, a RoutingRequest first and Noise end to end; or,
+  with ``via="quic"``, a circuit through each router that offers QUIC (docs/quic.md §11).
+- Our own routers (we are indirect): QUIC, then TCP, then WS with ``proxy_request``, one after
+  the other, no race.
 
 Each attempt is bounded by the handshake deadline. The dialler returns a session that is not
 started; the peer table starts it.
@@ -130,6 +132,8 @@ class Dialler:
         is_our_router: Callable[[str], bool] = lambda name: False,
         on_upgrade: Callable[[Session], None] = lambda s: s.abort("no upgrade"),
         on_spare: Callable[[Session], None] = lambda s: s.abort("not needed"),
+        open_circuit: Callable[[str, str], Awaitable[Session]] | None = None,
+        has_hop: Callable[[str], bool] = lambda router: False,
     ) -> None:
         self.our_name = our_name
         self._key = key
@@ -143,6 +147,10 @@ class Dialler:
         self.on_upgrade = on_upgrade
         #: a fallback session that came up after QUIC won (read a while, then closed)
         self.on_spare = on_spare
+        #: (target, router) -> a session over a circuit (routed QUIC, docs/quic.md §11)
+        self.open_circuit = open_circuit
+        #: we hold a QUIC connection with this router now (tried first for circuits)
+        self.has_hop = has_hop
 
     # --- handshakes ------------------------------------------------------------------------
 
@@ -179,9 +187,10 @@ class Dialler:
         if not offered:
             raise DialError(f"{name}: HNS record offers no transport we speak")
         if self.is_our_router(name):
-            # Our session to one of our routers: TCP then WS as the reference, no QUIC race.
-            # (A race's loser can reach the router after the winner and replace it there.)
-            return await self._direct(name, rec, [t for t in offered if t != "quic"] or offered)
+            # Our session to one of our routers: QUIC (so that it can offer us circuits), then
+            # TCP, then WS, one after the other: no race (a race's loser can reach the router
+            # after the winner and replace it there).
+            return await self._direct(name, rec, offered)
         if offered[0] != "quic" or len(offered) == 1:
             return await self._direct(name, rec, offered)
         return await self._race(name, rec, offered[1:])
@@ -246,7 +255,10 @@ class Dialler:
     async def _dial_routed(
         self, name: str, routers: Sequence[str], via: str | None
     ) -> Session:
-        """An indirect node: through one of its routers (TCP or WS; QUIC is not routed)."""
+        """An indirect node: through one of its routers (TCP or WS with a RoutingRequest, or,
+        with ``via="quic"``, a circuit)."""
+        if via == "quic":
+            return await self._dial_circuit(name, routers)
         if via is not None and via not in ROUTED_TRANSPORTS:
             raise DialError(f"{name}: indirect node, and {via} connections are not routed")
         allowed = [t for t in ROUTED_TRANSPORTS if t in self.transports and via in (None, t)]
@@ -274,6 +286,40 @@ class Dialler:
         if session is None:
             raise DialError(f"{name}: unreachable through its routers ({'; '.join(errors)})")
         return session
+
+    async def _dial_circuit(self, name: str, routers: Sequence[str]) -> Session:
+        """An indirect node over QUIC: a circuit through each of its routers that offers
+        QUIC, in shuffled order, until one opens (docs/quic.md §11)."""
+        errors: list[str] = []
+        if self.open_circuit is None or "quic" not in self.transports:
+            raise DialError(f"{name}: indirect node, and quic connections are not routed here")
+        candidates = [r for r in routers if r != self.our_name]
+        if len(candidates) < len(routers):
+            errors.append(f"router {self.our_name}: that is us, skipped")
+        if not routers:
+            errors.append("no routers in its record")
+        random.shuffle(candidates)
+        # routers we already hold a QUIC connection with first (no dial, and known to be up)
+        candidates.sort(key=lambda r: not self.has_hop(r))
+        for router in candidates:
+            rec = await self._pki.resolve(router, self.timeout)
+            if rec is None:
+                errors.append(f"router {router}: not in HNS")
+                continue
+            if not endpoints(rec, ["quic"]):
+                errors.append(f"router {router}: offers no quic port (quic not routed through it)")
+                continue
+            try:
+                # the offer (at most CIRCUIT_OFFER_TIMEOUT) and the end-to-end handshake
+                async with asyncio.timeout(limits.CIRCUIT_OFFER_TIMEOUT + self.timeout):
+                    return await self.open_circuit(name, router)
+            except DialError as e:
+                errors.append(str(e))
+            except TimeoutError:
+                errors.append(f"via {router} quic: timed out")
+            except CONNECT_ERRORS as e:
+                errors.append(f"via {router} quic: {failure_reason(e)}")
+        raise DialError(f"{name}: unreachable through its routers ({'; '.join(errors)})")
 
     async def answer_via_router(self, source: str, router: str) -> Session:
         """Open our side of the routed connection ``source`` asked ``router`` for.

@@ -1,7 +1,9 @@
 """The indirect node role: a node whose HNS record lists routers instead of an address.
 
 - It keeps a session to each of its routers, opened with ``proxy_request = true`` so the
-  router routes for it; a router without one is redialled every ``reconnect_interval``
+  router routes for it (QUIC first where the router offers it: over that connection the router
+  also offers it circuits, docs/quic.md §11, accepted by :mod:`hnet.net.circuits`); a router
+  without one is redialled every ``reconnect_interval``
   (reference: ``net/indirect.rs`` ``maintain_routers``, every 4 s).
 - On ``NetAction::ConnectionRequest(from)`` from one of *its* routers, it opens a new
   connection to that router, sends a RoutingRequest (source = itself, target = ``from``) and

@@ -16,6 +16,11 @@ The rules it enforces (docs/quic.md):
   returns the message's credit;
 * a sender keeps at most ``QUIC_SEND_WINDOW`` bytes and ``QUIC_MAX_STREAMS`` messages
   unacknowledged; the receiver cuts off a peer that exceeds either;
+* every other stream begins with an opening (docs/quic.md §11.2): ``00 14`` is a message
+  stream (the opening is its frame 0's prefix), ``00 00 01`` a circuit control stream and
+  ``00 00 02`` a relayed one; circuit streams are handed to the adapter as
+  :class:`CircuitData` (written with :meth:`NoiseQuicConnection.open_circuit_stream` and
+  :meth:`NoiseQuicConnection.send_circuit_data`), anything else is a protocol violation;
 * unidirectional streams, resets, STOP_SENDING, data on a half that must stay empty, and
   application data before the handshake could have completed are protocol violations.
 """
@@ -23,12 +28,16 @@ The rules it enforces (docs/quic.md):
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hnet import limits
+from hnet.core.circuit.errors import CircuitError
+from hnet.core.circuit.frames import StreamKind, classify_opening
 from hnet.core.framing.errors import FramingError
 from hnet.core.framing.tcp import HandshakeFrameReader, encode_handshake_frame
 from hnet.core.handshake import HandshakeError, PeerHandshake
+from hnet.core.noise.cipher import CipherState
 from hnet.core.quic import backend as qb
 from hnet.core.quic.errors import QuicAppError, QuicProtocolError
 from hnet.core.quic.streams import (
@@ -43,6 +52,7 @@ from hnet.core.quic.streams import (
 __all__ = [
     "HANDSHAKE_STREAM",
     "BulkPacer",
+    "CircuitData",
     "Closed",
     "Event",
     "HandshakeDone",
@@ -86,6 +96,20 @@ class MessageReceived:
 
 
 @dataclass(slots=True)
+class CircuitData:
+    """Bytes of a circuit stream (docs/quic.md §11.2) for the circuit layer: of the opener's
+    half of a stream the peer opened (``ours`` False; the opening is already consumed), or of
+    the return half of one we opened (``ours`` True). The connection forgets the stream once
+    both halves ended (or at :meth:`NoiseQuicConnection.circuit_stream_done`)."""
+
+    stream_id: int
+    kind: StreamKind
+    ours: bool
+    data: bytes
+    fin: bool
+
+
+@dataclass(slots=True)
 class SendCredit:
     """Credit came back (the peer delivered a message, or raised our stream credit)."""
 
@@ -116,6 +140,7 @@ class PathCidRetired:
 
 Event = (
     HandshakeDone
+    | CircuitData
     | KeyNeeded
     | MessageReceived
     | SendCredit
@@ -211,6 +236,19 @@ class BulkPacer:
         )
 
 
+class _CircuitStream:
+    """A circuit stream (control or relayed) on this connection, or (kind None) a stream of the
+    peer's whose opening has not fully arrived yet (at most 2 bytes held)."""
+
+    __slots__ = ("fin_in", "fin_out", "head", "kind")
+
+    def __init__(self, kind: StreamKind | None) -> None:
+        self.kind = kind
+        self.head = b""
+        self.fin_in = False
+        self.fin_out = False
+
+
 class _Inbound:
     __slots__ = ("complete", "opener")
 
@@ -229,8 +267,18 @@ _CLOSED = 2
 class NoiseQuicConnection:
     """The sans-I/O core of one connection (see the module docstring)."""
 
-    def __init__(self, quic: qb.QuicConn, hs: PeerHandshake) -> None:
+    def __init__(
+        self,
+        quic: qb.QuicConn,
+        hs: PeerHandshake,
+        *,
+        max_streams: int = limits.QUIC_MAX_STREAMS,
+        small_streams_reserve: int = limits.QUIC_SMALL_STREAMS_RESERVE,
+    ) -> None:
         self.quic = quic
+        #: message streams open per direction (a circuit session uses CIRCUIT_MAX_STREAMS)
+        self.max_streams = max_streams
+        self.small_streams_reserve = small_streams_reserve
         self.hs = hs
         #: the QUIC client is always the Noise initiator
         self.is_client = hs.initiator
@@ -256,6 +304,9 @@ class NoiseQuicConnection:
         # streams the peer opened: message being received or awaiting delivery
         self._in: dict[int, _Inbound] = {}
         self._recv_reserved = 0
+        # circuit streams (§11.2): either side's, and peer streams still in their opening
+        self._circ: dict[int, _CircuitStream] = {}
+        self._opening = 0  # peer streams in _circ whose opening is incomplete
         # responder: application stream data that raced ahead of "-> s, se"
         self._early: list[tuple[int, bytes, bool]] = []
         self._early_bytes = 0
@@ -298,6 +349,16 @@ class NoiseQuicConnection:
     @property
     def outbound_open(self) -> int:
         return len(self._out)
+
+    @property
+    def waiting_stream_credit(self) -> bool:
+        """A send found no QUIC stream credit (SendCredit follows once there is)."""
+        return self._stream_credit_wait
+
+    @property
+    def bulk_pending(self) -> bool:
+        """Large messages of ours are still being fed to QUIC."""
+        return bool(self._feeding)
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
@@ -365,7 +426,7 @@ class NoiseQuicConnection:
         """Whether a message of ``size`` bytes fits our credit now."""
         if self._state != _OPEN:
             return False
-        if len(self._out) >= limits.QUIC_MAX_STREAMS:
+        if len(self._out) >= self.max_streams:
             return False
         if not self.quic.can_open_stream():
             self._stream_credit_wait = True
@@ -375,10 +436,7 @@ class NoiseQuicConnection:
         if self.inflight_bytes + size > limits.QUIC_SEND_WINDOW:
             return False
         if size > limits.QUIC_SMALL_MESSAGE:
-            if (
-                self.inflight_bulk_streams
-                >= limits.QUIC_MAX_STREAMS - limits.QUIC_SMALL_STREAMS_RESERVE
-            ):
+            if self.inflight_bulk_streams >= self.max_streams - self.small_streams_reserve:
                 return False
             if (
                 self.inflight_bulk_bytes + size
@@ -520,6 +578,10 @@ class NoiseQuicConnection:
                 self._events.append(SendCredit())
             self._check_termination()
 
+    def protocol_error(self, code: QuicAppError, reason: str) -> None:
+        """Close because the peer broke a rule the adapter checks (circuit streams)."""
+        self._violation(code, reason)
+
     def _violation(self, code: QuicAppError, reason: str) -> None:
         if self._state == _CLOSED:
             return
@@ -542,6 +604,8 @@ class NoiseQuicConnection:
         self._state = _CLOSED
         self.closed = closed
         self._in.clear()
+        self._circ.clear()
+        self._opening = 0
         self._early.clear()
         self._feeding.clear()
         self._events.append(closed)
@@ -659,10 +723,15 @@ class NoiseQuicConnection:
             return
         ib = self._in.get(sid)
         if ib is None:
-            if len(self._in) >= limits.QUIC_MAX_STREAMS:
+            if sid in self._circ or data[:2] == b"\x00\x00" or data == b"\x00":
+                rest = self._circuit_opening(sid, data, fin)
+                if rest is None:
+                    return
+                data = rest
+            if len(self._in) >= self.max_streams:
                 raise QuicProtocolError(
                     QuicAppError.LIMIT_EXCEEDED,
-                    f"more than {limits.QUIC_MAX_STREAMS} message streams open",
+                    f"more than {self.max_streams} message streams open",
                 )
             assert self._recv_keys is not None
             ib = _Inbound(MessageOpener(self._recv_keys.cipher(sid), on_claim=self._claim))
@@ -676,6 +745,107 @@ class NoiseQuicConnection:
             self.stats["bytes_in"] += len(message)
             self._events.append(MessageReceived(sid, message))
 
+    # --- circuit streams (docs/quic.md §11.2) ----------------------------------------------
+
+    def _circuit_opening(self, sid: int, data: bytes, fin: bool) -> bytes | None:
+        """A peer stream that begins ``00`` (or one already classified as a circuit stream):
+        the bytes for the message path if it turns out to be one (``00 14``), else None (held
+        or handed to the circuit layer)."""
+        circ = self._circ.get(sid)
+        if circ is None:
+            # A stream still in its opening holds a message stream's slot (a message stream
+            # is what it becomes if its next byte is 0x14).
+            if len(self._in) + self._opening >= self.max_streams:
+                raise QuicProtocolError(
+                    QuicAppError.LIMIT_EXCEEDED,
+                    f"more than {self.max_streams} message streams open",
+                )
+            circ = self._circ[sid] = _CircuitStream(None)
+            self._opening += 1
+        if circ.kind is None:
+            head = circ.head + data
+            try:
+                got = classify_opening(head)
+            except CircuitError as e:
+                raise QuicProtocolError(QuicAppError.PROTOCOL_VIOLATION, str(e)) from None
+            if got is None:
+                if fin:
+                    raise QuicProtocolError(
+                        QuicAppError.PROTOCOL_VIOLATION, f"stream {sid} ended in its opening"
+                    )
+                circ.head = head
+                return None
+            kind, n = got
+            self._opening -= 1
+            if kind is StreamKind.MESSAGE:
+                del self._circ[sid]
+                return head
+            circ.kind, circ.head = kind, b""
+            data = head[n:]
+        self._circuit_data(sid, circ, False, data, fin)
+        return None
+
+    def _circuit_data(
+        self, sid: int, circ: _CircuitStream, ours: bool, data: bytes, fin: bool
+    ) -> None:
+        assert circ.kind is not None
+        if circ.fin_in:
+            raise QuicProtocolError(QuicAppError.PROTOCOL_VIOLATION, f"data after FIN on {sid}")
+        circ.fin_in = fin
+        if fin and circ.fin_out:
+            del self._circ[sid]
+        if data or fin:
+            self._events.append(CircuitData(sid, circ.kind, ours, data, fin))
+
+    def can_open_circuit_stream(self) -> bool:
+        return self._state == _OPEN and self.quic.can_open_stream()
+
+    def open_circuit_stream(
+        self, kind: StreamKind, first: Callable[[CipherState], bytes]
+    ) -> tuple[int, CipherState, CipherState]:
+        """Open a control or relayed stream: write its opening, then ``first(ours)`` (what the
+        caller seals with the new stream's key, e.g. a relayed stream's header). Returns the
+        stream id and its ciphers ``(ours, theirs)`` (see :meth:`hop_ciphers`). The caller
+        checked :meth:`can_open_circuit_stream`."""
+        if not self.can_open_circuit_stream():
+            raise RuntimeError("cannot open a stream now")
+        if kind is StreamKind.MESSAGE:
+            raise ValueError("message streams are opened by send_message")
+        sid = self.quic.next_bidi_stream_id()
+        ours, theirs = self.hop_ciphers(sid)
+        opening = b"\x00\x00\x01" if kind is StreamKind.CONTROL else b"\x00\x00\x02"
+        self._circ[sid] = _CircuitStream(kind)
+        self.quic.send_stream_data(sid, opening + first(ours), False)
+        return sid, ours, theirs
+
+    def hop_ciphers(self, sid: int) -> tuple[CipherState, CipherState]:
+        """Fresh ciphers for stream ``sid`` of this connection: ``(ours, theirs)`` — ours seals
+        what we write on it, theirs opens what the peer writes (§11.2, hop keys)."""
+        if self._send_keys is None or self._recv_keys is None:
+            raise RuntimeError("handshake not complete")
+        return self._send_keys.cipher(sid), self._recv_keys.cipher(sid)
+
+    def send_circuit_data(self, sid: int, data: bytes | memoryview, fin: bool = False) -> None:
+        """Write on our half of circuit stream ``sid`` (ignored once closed or ended)."""
+        circ = self._circ.get(sid)
+        if self._state == _CLOSED or circ is None or circ.fin_out:
+            return
+        circ.fin_out = fin
+        if fin and circ.fin_in:
+            del self._circ[sid]
+        self.quic.send_stream_data(sid, data, fin)
+
+    def circuit_unsent(self, sid: int) -> int:
+        return self.quic.unsent_bytes(sid) if sid in self._circ else 0
+
+    def circuit_stream_done(self, sid: int) -> None:
+        """The circuit layer is done with ``sid`` (both halves ended, or abandoned)."""
+        self._circ.pop(sid, None)
+
+    @property
+    def circuit_streams(self) -> int:
+        return len(self._circ)
+
     def _claim(self, size: int) -> None:
         if self._recv_reserved + size > limits.QUIC_SEND_WINDOW:
             raise QuicProtocolError(
@@ -687,6 +857,10 @@ class NoiseQuicConnection:
 
     def _on_return_half(self, sid: int, data: bytes, fin: bool) -> None:
         """The peer's half of a stream we opened: empty, then FIN once it delivered."""
+        circ = self._circ.get(sid)
+        if circ is not None:
+            self._circuit_data(sid, circ, True, data, fin)
+            return
         out = self._out.get(sid)
         if data:
             raise QuicProtocolError(

@@ -21,11 +21,13 @@ import os
 import socket
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from hnet import limits
 from hnet.core.handshake import HandshakeError, PeerHandshake
 from hnet.core.quic import backend as qb
 from hnet.core.quic.connection import (
+    CircuitData,
     Closed,
     HandshakeDone,
     KeyNeeded,
@@ -42,9 +44,29 @@ from hnet.transport.gate import HandshakeGate
 from hnet.transport.quic.udp import UdpSocket, bind_udp
 from hnet.transport.session import Deliver, ResolveKey, Session, SessionClosed, SessionError
 
-__all__ = ["QuicListener", "QuicSession", "connect"]
+__all__ = ["CircuitHandler", "QuicListener", "QuicSession", "connect"]
 
 log = get_logger("quic")
+
+
+class CircuitHandler(Protocol):
+    """Takes the circuit streams of a QUIC session (hnet.transport.quic.circuit)."""
+
+    def circuit_data(self, session: QuicSession, ev: CircuitData) -> None: ...
+
+
+class _RefuseCircuits:
+    """The default: this node neither routes nor accepts circuits (docs/quic.md §11.2). A
+    REQUEST or OFFER is answered REFUSE NOT_ROUTING / DECLINED; a relayed stream (for a
+    circuit we never issued nor accepted) is a protocol violation."""
+
+    def circuit_data(self, session: QuicSession, ev: CircuitData) -> None:
+        from hnet.transport.quic.circuit import refuse_stream
+
+        refuse_stream(session, ev)
+
+
+REFUSE_CIRCUITS: CircuitHandler = _RefuseCircuits()
 
 
 def _format_addr(addr: qb.Addr | None) -> str:
@@ -79,6 +101,8 @@ class _Driver:
         self.remote: qb.Addr | None = None
         self.session: QuicSession | None = None
         self.inbox: deque[MessageReceived] = deque()
+        #: circuit stream data that came before the session existed (handed to it at once)
+        self.circuit_backlog: list[CircuitData] = []
         self.settled = asyncio.Event()  # handshake done or failed
         self._wake_inbox = asyncio.Event()
         self._wake_credit = asyncio.Event()
@@ -149,6 +173,8 @@ class _Driver:
             return
         if self.core.bulk_ready:
             self.flush_soon()  # more bulk to send: after whatever else is ready
+        if self.session is not None and self.session.on_flush is not None:
+            self.session.on_flush()  # circuits over this connection: their bulk may go on
         timer_at = self.core.get_timer()
         if self._timer is not None and self._timer_at != timer_at:
             self._timer.cancel()
@@ -211,6 +237,13 @@ class _Driver:
             elif isinstance(ev, SendCredit):
                 self.credit_events += 1
                 self._wake_credit.set()
+                if self.session is not None:
+                    self.session.credit_returned()
+            elif isinstance(ev, CircuitData):
+                if self.session is None:
+                    self.circuit_backlog.append(ev)
+                else:
+                    self.session.circuit_data(ev)
             elif isinstance(ev, KeyNeeded):
                 self.on_key_needed(self, ev.name)
             elif isinstance(ev, HandshakeDone):
@@ -308,9 +341,77 @@ class QuicSession(Session):
         self._drv = driver
         self._udp = udp  # client only: the socket we own (rebind replaces it)
         self.violation: str | None = None
+        #: what takes this connection's circuit streams (docs/quic.md §11): by default
+        #: nothing is routed or accepted here, and every request or offer is refused
+        self.circuits: CircuitHandler = REFUSE_CIRCUITS
+        #: REFUSE_CIRCUITS's state: a peer control stream's first bytes, None once refused
+        self.refusing: dict[int, bytes | None] = {}
+        #: called when stream credit comes back (a circuit waiting to open a stream)
+        self.on_credit: Callable[[], None] | None = None
+        #: called after each flush (circuits feeding bulk data over this connection)
+        self.on_flush: Callable[[], None] | None = None
+        #: called once when the connection has closed
+        self.on_transport_closed: Callable[[QuicSession], None] | None = None
+        #: True while circuits run over this connection (a retired one then stays open)
+        self.keep_open: Callable[[], bool] | None = None
         driver.session = self
         if driver.core.closed is not None:
             self.on_closed(driver.core.closed)
+        backlog, driver.circuit_backlog = driver.circuit_backlog, []
+        for ev in backlog:
+            self.circuit_data(ev)
+
+    # --- circuit streams (docs/quic.md §11) ------------------------------------------------
+
+    def retire(self, grace: float) -> None:
+        """As :meth:`Session.retire`, but a connection that still carries circuits
+        (:attr:`keep_open`) stays open past the grace period until they have ended: the peer
+        table replacing it must not cut them."""
+        super().retire(grace)
+        if self._retire_timer is not None and self.keep_open is not None:
+            self._retire_timer.cancel()
+            self._retire_timer = asyncio.get_running_loop().call_later(
+                grace, self._retire_expired, grace
+            )
+
+    def _retire_expired(self, grace: float) -> None:
+        self._retire_timer = None
+        if self.closed or not self.retired:
+            return
+        if self.keep_open is not None and self.keep_open():
+            self._retire_timer = asyncio.get_running_loop().call_later(
+                grace, self._retire_expired, grace
+            )
+            return
+        self.abort("replaced by a new session")
+
+    @property
+    def core(self) -> NoiseQuicConnection:
+        """The sans-I/O connection (the circuit layer writes its streams through it)."""
+        return self._drv.core
+
+    def set_circuits(self, handler: CircuitHandler) -> None:
+        self.circuits = handler
+
+    def circuit_data(self, ev: CircuitData) -> None:
+        if not self._drv.core.is_closed:
+            self.circuits.circuit_data(self, ev)
+
+    def credit_returned(self) -> None:
+        if self.on_credit is not None:
+            self.on_credit()
+
+    def kick(self) -> None:
+        """Send what the circuit layer wrote, soon."""
+        self._drv.flush_soon()
+
+    def violate(self, code: QuicAppError, reason: str) -> None:
+        """The peer broke a rule of a circuit stream: close the connection with ``code``."""
+        core = self._drv.core
+        if not core.is_closed:
+            log.warning("circuit stream violation", peer=self.peer_name, reason=reason)
+            core.protocol_error(code, reason)
+            self._drv.flush_soon()
 
     @property
     def backend(self) -> str:
@@ -334,6 +435,12 @@ class QuicSession(Session):
         """Called by the driver when the connection closes, however it happens."""
         if ev.violation:
             self.violation = f"{_code_name(ev.code)}: {ev.reason}"
+        hook, self.on_transport_closed = self.on_transport_closed, None
+        if hook is not None:
+            try:
+                hook(self)
+            except Exception as e:  # a bug of ours: keep the close itself going
+                log.exception("circuit close hook failed", peer=self.peer_name, error=repr(e))
         if self.closed:
             return
         if ev.by_peer:
