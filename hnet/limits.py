@@ -363,3 +363,18 @@ CIRCUIT_CONTROL_FRAME_MAX = 1_024
 #: Frames one half of a control stream carries at most (e.g. OFFER, ADDRESS, CLOSE): a control
 #: stream never accumulates anything.
 CIRCUIT_CONTROL_FRAMES = 3
+#: A QUIC connection that carries circuits (a hop: source or target to router) is declared dead
+#: when it has had ack-eliciting data or a PING outstanding and received no packet at all for
+#: this long. A live peer acknowledges within an RTT plus its ack delay (25 ms), and QUIC's own
+#: loss recovery probes several times in 2 s, so only a crashed peer or a broken path stays
+#: silent; QUIC's idle timeout (QUIC_IDLE_TIMEOUT, 60 s) would notice it far too late for a
+#: failover within 5 s (docs/quic.md §11, "Our implementation"). Ordinary sessions keep the
+#: idle timeout only: a direct session must not flap on a slow path.
+HOP_DEAD_AFTER = 2.0
+#: PING interval on a hop while it carries circuits (QUIC_KEEPALIVE_INTERVAL otherwise): an idle
+#: hop whose router died is then noticed within HOP_PING_INTERVAL + HOP_DEAD_AFTER. One small
+#: datagram a second each way per hop in use.
+HOP_PING_INTERVAL = 1.0
+#: A router whose hop died (or closed) under our circuits is tried last by circuit dials for
+#: this long, so a redial does not spend its deadline on a dead router first.
+ROUTER_LOST_PENALTY = 30.0

@@ -140,6 +140,7 @@ class Node:
             on_spare=self.peers.adopt_retired,
             open_circuit=self.circuits.connect,
             has_hop=self.circuits.has_hop,
+            router_lost=self.circuits.lost_recently,
         )
         self.net = NetModule(
             our_name=config.name,

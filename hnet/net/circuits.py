@@ -122,6 +122,8 @@ class Circuits:
         self._max_circuits = max_circuits
         self._hops: dict[QuicSession, _Hop] = {}
         self._hop_locks: dict[str, asyncio.Lock] = {}
+        #: routers whose connection died under our circuits, and when (monotonic)
+        self._lost: dict[str, float] = {}
         self.stats = {"opened": 0, "accepted": 0, "refused": 0}
 
     def start(self) -> None:
@@ -152,6 +154,18 @@ class Circuits:
         session.on_flush = lambda: self._wake(hop)
         session.on_credit = lambda: self._credit(hop)
         session.keep_open = lambda: self._carries(hop)
+        session.watch_hop()
+
+    def lost_recently(self, router: str) -> bool:
+        """A connection of ours to ``router`` died under our circuits less than
+        ROUTER_LOST_PENALTY ago (circuit dials try it last)."""
+        at = self._lost.get(router)
+        if at is None:
+            return False
+        if time.monotonic() - at < limits.ROUTER_LOST_PENALTY:
+            return True
+        del self._lost[router]
+        return False
 
     def has_hop(self, router: str) -> bool:
         """We hold an open QUIC connection with ``router`` that can carry circuits."""
@@ -175,11 +189,19 @@ class Circuits:
         hop = self._hops.pop(session, None)
         if hop is None:
             return
+        closed = session.core.closed
+        reason = closed.reason if closed is not None else ""
+        if hop.ends:
+            # it closed under our circuits (unresponsive, or the router going away): circuit
+            # dials try the target's other routers first for a while
+            if len(self._lost) >= _ENDED_REMEMBERED:
+                self._lost.clear()
+            self._lost[session.peer_name] = time.monotonic()
         for ctl in hop.controls.values():
             if ctl.answer is not None and not ctl.answer.done():
                 ctl.answer.set_exception(DialError(f"connection to {session.peer_name} lost"))
         for end in list(hop.ends.values()):
-            end.hop_lost()
+            end.hop_lost(reason)
         if self.router is not None:
             self.router.hop_closed(session)
 

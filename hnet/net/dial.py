@@ -60,7 +60,6 @@ ROUTED_TRANSPORTS = ("tcp", "ws")
 Connector = Callable[[str, int, PeerHandshake, "bytes | None"], Awaitable[Session]]
 
 
-
 @dataclass(frozen=True)
 class Attempt:
     """One endpoint to try."""
@@ -134,6 +133,7 @@ class Dialler:
         on_spare: Callable[[Session], None] = lambda s: s.abort("not needed"),
         open_circuit: Callable[[str, str], Awaitable[Session]] | None = None,
         has_hop: Callable[[str], bool] = lambda router: False,
+        router_lost: Callable[[str], bool] = lambda router: False,
     ) -> None:
         self.our_name = our_name
         self._key = key
@@ -151,6 +151,8 @@ class Dialler:
         self.open_circuit = open_circuit
         #: we hold a QUIC connection with this router now (tried first for circuits)
         self.has_hop = has_hop
+        #: our connection to this router died under our circuits a moment ago (tried last)
+        self.router_lost = router_lost
 
     # --- handshakes ------------------------------------------------------------------------
 
@@ -252,9 +254,7 @@ class Dialler:
             return
         self.on_upgrade(result)
 
-    async def _dial_routed(
-        self, name: str, routers: Sequence[str], via: str | None
-    ) -> Session:
+    async def _dial_routed(self, name: str, routers: Sequence[str], via: str | None) -> Session:
         """An indirect node: through one of its routers (TCP or WS with a RoutingRequest, or,
         with ``via="quic"``, a circuit)."""
         if via == "quic":
@@ -299,8 +299,10 @@ class Dialler:
         if not routers:
             errors.append("no routers in its record")
         random.shuffle(candidates)
-        # routers we already hold a QUIC connection with first (no dial, and known to be up)
-        candidates.sort(key=lambda r: not self.has_hop(r))
+        # routers we already hold a QUIC connection with first (no dial, and known to be up);
+        # one whose connection just died under our circuits last (a failover must not spend
+        # its deadline dialling a dead router)
+        candidates.sort(key=lambda r: (self.router_lost(r), not self.has_hop(r)))
         for router in candidates:
             rec = await self._pki.resolve(router, self.timeout)
             if rec is None:

@@ -131,9 +131,14 @@ class Session(abc.ABC):
         ):
             self.messages_out += 1
             self.touch()
-            item.written()
+            self._written(item)
             return True
         return queue.push(item, headroom=headroom)
+
+    def _written(self, item: Outgoing) -> None:
+        """``item`` was just written (by :meth:`_write` or :meth:`_write_nowait`). A transport
+        that can still tell its sender it was lost (a circuit, when its hop dies) overrides it."""
+        item.written()
 
     def _write_nowait(self, data: bytes) -> bool:
         """Write one message if the transport takes it now without blocking; False if not
@@ -340,7 +345,7 @@ class Session(abc.ABC):
                 busy[lane] = False
                 self.messages_out += 1
                 self.touch()
-                item.written()
+                self._written(item)
                 item = None
         except SessionClosed as e:
             self.abort(self.close_reason or f"closed: {e}")

@@ -45,6 +45,8 @@ from hnet.core.noise.errors import NoiseError
 from hnet.core.quic import backend as qb
 from hnet.core.quic.connection import CircuitData, NoiseQuicConnection
 from hnet.core.quic.errors import QuicAppError, QuicProtocolError
+from hnet.core.sendqueue import Outgoing
+from hnet.core.wire import SendErrorKind
 from hnet.log import get_logger
 from hnet.transport.quic.transport import QuicSession, _Driver
 from hnet.transport.session import SessionClosed
@@ -350,7 +352,48 @@ class VirtualQuic(qb.QuicConn):
 
 class CircuitSession(QuicSession):
     """A peer session whose transport is a circuit through ``router`` (docs/quic.md §11.8):
-    the same messages, streams, keys and credit as a direct QUIC session."""
+    the same messages, streams, keys and credit as a direct QUIC session.
+
+    It remembers the messages it wrote until the peer acknowledges their delivery: when the
+    hop under it dies (:meth:`fail_undelivered`), their senders get SendError (Offline) at
+    once instead of waiting out their deadlines, so a failover's every message is either
+    delivered or reported.
+    """
+
+    _unacked: dict[int, Outgoing] | None = None
+
+    def _written(self, item: Outgoing) -> None:
+        hook = item.on_fail
+        item.written()
+        if hook is None or item.km is None:
+            return
+        unacked = self._unacked
+        if unacked is None:
+            unacked = self._unacked = {}
+        unacked[self._last_sid] = item
+        out = self.core._out  # streams not acknowledged yet
+        if len(unacked) > 2 * len(out) + 32:
+            for sid in [sid for sid in unacked if sid not in out]:
+                del unacked[sid]
+
+    def fail_undelivered(self, reason: str) -> int:
+        """Tell the senders of the messages written here and never acknowledged that they
+        were lost (Offline); returns how many."""
+        unacked, self._unacked = self._unacked, None
+        if not unacked:
+            return 0
+        out = self.core._out
+        n = 0
+        for sid, item in unacked.items():
+            hook = item.on_fail
+            if sid in out and hook is not None:
+                item.on_fail = None
+                n += 1
+                try:
+                    hook(item, SendErrorKind.OFFLINE, f"session lost before delivery: {reason}")
+                except Exception as e:  # a bug of ours: the others are still told
+                    log.exception("failure report failed", peer=self.peer_name, error=repr(e))
+        return n
 
     def rebind(self) -> qb.Addr:
         raise RuntimeError("a circuit session has no socket of its own")
@@ -533,10 +576,17 @@ class CircuitEnd:
                 self.control.finish()
                 self.poke()
 
-    def hop_lost(self) -> None:
-        self.vq.peer_closed(CircuitCode.PEER_GONE, f"connection to {self.router} lost")
+    def hop_lost(self, reason: str = "") -> None:
+        """The hop connection closed (or was declared dead): the circuit ends now, and the
+        messages its session wrote and never saw delivered are reported lost."""
+        text = f"connection to {self.router} lost" + (f" ({reason})" if reason else "")
+        self.vq.peer_closed(CircuitCode.PEER_GONE, text)
         self.poke()
         self._teardown()
+        if self.session is not None:
+            n = self.session.fail_undelivered(text)
+            if n:
+                log.info("undelivered messages reported", peer=self.peer, count=n, reason=text)
 
     def closed_by_us(self, code: CircuitCode, reason: str) -> None:
         """Our end-to-end connection closed: CLOSE the circuit (FIN follows)."""

@@ -111,6 +111,14 @@ class _Driver:
         self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
         self._keepalive: asyncio.TimerHandle | None = None
         self._torn_down = False
+        #: a connection that may carry circuits (set by the circuit layer): its liveness is
+        #: checked (HOP_DEAD_AFTER) and it is pinged every HOP_PING_INTERVAL while it does
+        self.hop = False
+        #: hop liveness: since when we have had data in flight and received nothing (None:
+        #: a packet came since, or nothing is in flight)
+        self._waiting_since: float | None = None
+        self._liveness: asyncio.TimerHandle | None = None
+        self._last_ping = self.loop.time()
         #: SendCredit events so far (a writer waiting for credit sees progress in it)
         self.credit_events = 0
         # hooks for the owner (listener or client)
@@ -127,6 +135,7 @@ class _Driver:
         """Feed one datagram; the owner calls :meth:`flush` after the burst."""
         if self._torn_down:
             return
+        self._waiting_since = None  # the peer is alive (or a packet for it came)
         try:
             self.core.receive_datagram(data, addr, self.loop.time())
             self._dispatch()
@@ -171,6 +180,10 @@ class _Driver:
         if self.core.is_closed:
             self._teardown()
             return
+        if self.hop and self._waiting_since is None and self.core.quic.bytes_in_flight() > 0:
+            self._waiting_since = self.loop.time()
+            if self._liveness is None:
+                self._liveness = self.loop.call_later(limits.HOP_DEAD_AFTER, self._check_alive)
         if self.core.bulk_ready:
             self.flush_soon()  # more bulk to send: after whatever else is ready
         if self.session is not None and self.session.on_flush is not None:
@@ -212,17 +225,56 @@ class _Driver:
             return
         self.flush()
 
+    def carries_circuits(self) -> bool:
+        """A hop with circuits over it now (the session's :attr:`QuicSession.keep_open`)."""
+        s = self.session
+        return self.hop and s is not None and s.keep_open is not None and s.keep_open()
+
+    def _check_alive(self) -> None:
+        """A hop is dead once it has had data in flight and heard nothing for HOP_DEAD_AFTER
+        (docs/quic.md §11, "Our implementation"): a killed router never sends a
+        CONNECTION_CLOSE, and QUIC's idle timeout would take a minute."""
+        self._liveness = None
+        since = self._waiting_since
+        if self._torn_down or since is None or not self.core.is_open:
+            return
+        due = since + limits.HOP_DEAD_AFTER
+        if self.loop.time() < due:
+            self._liveness = self.loop.call_at(due, self._check_alive)
+            return
+        if not self.carries_circuits():
+            self._waiting_since = None  # no circuits on it: QUIC's idle timeout decides
+            return
+        reason = f"unresponsive: no packet for {limits.HOP_DEAD_AFTER:g} s"
+        log.info("quic hop unresponsive", remote=_format_addr(self.remote), reason=reason)
+        self.close(QuicAppError.NO_ERROR, reason)
+
+    def watch_hop(self) -> None:
+        """Check this connection's liveness and ping it often while it carries circuits."""
+        self.hop = True
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = self.loop.call_later(limits.HOP_PING_INTERVAL, self._on_keepalive)
+
     def _on_keepalive(self) -> None:
         self._keepalive = None
         if self._torn_down or not self.core.is_open:
             return
-        try:
-            self.core.ping()
-        except Exception as e:
-            self._crash(e)
-            return
-        self.flush()
-        self._keepalive = self.loop.call_later(limits.QUIC_KEEPALIVE_INTERVAL, self._on_keepalive)
+        now = self.loop.time()
+        if (
+            not self.hop
+            or self.carries_circuits()
+            or (now - self._last_ping >= limits.QUIC_KEEPALIVE_INTERVAL - 0.01)
+        ):
+            self._last_ping = now
+            try:
+                self.core.ping()
+            except Exception as e:
+                self._crash(e)
+                return
+            self.flush()
+        interval = limits.HOP_PING_INTERVAL if self.hop else limits.QUIC_KEEPALIVE_INTERVAL
+        self._keepalive = self.loop.call_later(interval, self._on_keepalive)
 
     # --- events --------------------------------------------------------------------------
 
@@ -288,10 +340,10 @@ class _Driver:
         if self._torn_down:
             return
         self._torn_down = True
-        for handle in (self._timer, self._flush_handle, self._keepalive):
+        for handle in (self._timer, self._flush_handle, self._keepalive, self._liveness):
             if handle is not None:
                 handle.cancel()
-        self._timer = self._flush_handle = self._keepalive = None
+        self._timer = self._flush_handle = self._keepalive = self._liveness = None
         self._wake_inbox.set()
         self._wake_credit.set()
         self.settled.set()
@@ -339,6 +391,8 @@ class QuicSession(Session):
             remote=_format_addr(driver.remote),
         )
         self._drv = driver
+        #: the stream of the message written last (a circuit session tracks its delivery)
+        self._last_sid = -1
         self._udp = udp  # client only: the socket we own (rebind replaces it)
         self.violation: str | None = None
         #: what takes this connection's circuit streams (docs/quic.md §11): by default
@@ -392,6 +446,12 @@ class QuicSession(Session):
 
     def set_circuits(self, handler: CircuitHandler) -> None:
         self.circuits = handler
+
+    def watch_hop(self) -> None:
+        """This connection may carry circuits: while it does, it is pinged every
+        HOP_PING_INTERVAL and declared dead after HOP_DEAD_AFTER without a packet while data
+        is in flight (a killed router sends no CONNECTION_CLOSE)."""
+        self._drv.watch_hop()
 
     def circuit_data(self, ev: CircuitData) -> None:
         if not self._drv.core.is_closed:
@@ -462,7 +522,7 @@ class QuicSession(Session):
         core = self._drv.core
         if core.is_closed or not core.can_send(len(data)):
             return False
-        core.send_message(data)
+        self._last_sid = core.send_message(data)
         self._drv.flush_soon()
         return True
 
@@ -478,7 +538,7 @@ class QuicSession(Session):
             await self._wait_progress(drv.wait_credit, lambda: drv.credit_events)
         if self.closed or core.is_closed:
             raise SessionClosed(self.close_reason or "closed")
-        core.send_message(data)
+        self._last_sid = core.send_message(data)
         drv.flush_soon()
 
     async def _read_loop(self, deliver: Deliver) -> None:
@@ -685,6 +745,12 @@ class QuicListener:
                 drv.session.abort("listener closed")
             else:
                 drv.close(QuicAppError.NO_ERROR, "listener closed")
+        if self._udp is not None:
+            self._udp.close()
+
+    def go_silent(self) -> None:
+        """For tests: stop receiving and sending at once, as if the process had been killed
+        (SIGKILL): no CONNECTION_CLOSE goes out, the peers only notice the silence."""
         if self._udp is not None:
             self._udp.close()
 
