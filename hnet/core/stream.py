@@ -60,7 +60,7 @@ import enum
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from hnet.core.framing.errors import FramingError
 from hnet.core.framing.tcp import (
@@ -376,10 +376,8 @@ class StreamConnection:
         ProtocolError event (and returns no messages), exactly as :meth:`receive_data` would."""
         if self._state is not State.OPEN or self._events or not data or not self._tcp:
             return None
-        transport = self._transport
-        assert isinstance(transport, TcpTransport)
         try:
-            return transport.feed(data)
+            return cast(TcpTransport, self._transport).feed(data)
         except FramingError as e:
             self._fail(RemoteProtocolError(f"framing: {e}"))
             return []
@@ -459,11 +457,10 @@ class StreamConnection:
         """TCP, OPEN, nothing else waiting to be sent: :meth:`send_message` returning the
         framed, encrypted message itself (the hot path of an open session) instead of adding
         it to :meth:`data_to_send`. None where that does not apply (then use send_message)."""
-        transport = self._transport
-        if self._state is not State.OPEN or self._out or not isinstance(transport, TcpTransport):
+        if self._state is not State.OPEN or self._out or not self._tcp:
             return None
         try:
-            return transport.encrypt_message(plaintext)
+            return cast(TcpTransport, self._transport).encrypt_message(plaintext)
         except FramingError as e:  # our own message: empty, too large, nonces exhausted
             raise LocalProtocolError(f"cannot send: {e}") from None
 

@@ -82,6 +82,8 @@ class Session(abc.ABC):
         #: per lane: its writer holds a message (so a new one must queue behind it)
         self._busy: list[bool] = [False] * self.lanes
         self._tasks: list[asyncio.Task[None]] = []
+        #: per lane: its writer task, created when the lane first queues a message
+        self._writers: list[asyncio.Task[None] | None] = [None] * self.lanes
         self._closed_reported = False
         #: standalone use: set when queued bytes are given back
         self._room = asyncio.Event()
@@ -106,15 +108,16 @@ class Session(abc.ABC):
         self._wake = [asyncio.Event() for _ in range(self.lanes)]
         queue.on_ready = self._ready
         loop = asyncio.get_running_loop()
-        name = self.describe()
-        reader = loop.create_task(self._read_task(deliver, idle_timeout), name=f"read {name}")
+        reader = loop.create_task(
+            self._read_task(deliver, idle_timeout), name=f"read {self.describe()}"
+        )
         self._tasks = [reader]
-        self._tasks += [
-            loop.create_task(self._write_task(lane), name=f"write {name} lane {lane}")
-            for lane in range(self.lanes)
-        ]
         if self.closed:  # closed between the handshake and now
             self._report_closed()
+            return
+        for lane in range(self.lanes):  # a queue handed over with messages in it
+            if queue.lane_len(lane):
+                self._ready(lane)
 
     def submit(self, item: Outgoing, headroom: int = 0) -> bool:
         """Queue ``item`` for the writer, or write it at once when its lane is idle and the
@@ -157,11 +160,6 @@ class Session(abc.ABC):
             self.queue = queue
             self._wake = [asyncio.Event() for _ in range(self.lanes)]
             queue.on_ready = self._ready
-            loop = asyncio.get_running_loop()
-            self._tasks = [
-                loop.create_task(self._write_task(lane), name=f"write {self.describe()} {lane}")
-                for lane in range(self.lanes)
-            ]
         return self.queue
 
     async def send(self, data: bytes, timeout: float = limits.DEFAULT_SEND_TIMEOUT) -> None:
@@ -175,7 +173,7 @@ class Session(abc.ABC):
         lane = 0 if self.lanes == 1 or len(data) <= self.small_size else 1
         if not self._busy[lane] and not queue.lane_len(lane) and self._write_nowait(data):
             self.messages_out += 1  # written at once: the common case, nothing to track
-            self.touch()
+            self.last_activity = time.monotonic()
             return
         item = Outgoing(data, time.monotonic() + timeout, None)
         if self.submit(item) and item.finished:
@@ -222,8 +220,18 @@ class Session(abc.ABC):
             self.abort(self.close_reason or "closed")
 
     def _ready(self, lane: int) -> None:
-        if self._wake:
-            self._wake[lane].set()
+        """A lane's queue has a message: wake its writer, starting it on first use (most
+        sessions write everything at once through :meth:`_write_nowait`, so most never
+        need a writer task at all)."""
+        if not self._wake or self.closed:
+            return
+        if self._writers[lane] is None:
+            task = asyncio.get_running_loop().create_task(
+                self._write_task(lane), name=f"write {self.describe()} lane {lane}"
+            )
+            self._writers[lane] = task
+            self._tasks.append(task)
+        self._wake[lane].set()
 
     async def wait_closed(self) -> None:
         """Until the reader and writers have ended (after :meth:`abort`, bounded by it)."""

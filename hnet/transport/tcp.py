@@ -213,10 +213,11 @@ class TcpSession(Session):
             if direct is not None:
                 await direct.done
                 return
+        read = reader.read
         while True:
-            data = await reader.read(READ_SIZE)
+            data = await read(READ_SIZE)
             if data:
-                self.touch()
+                self.last_activity = time.monotonic()
                 messages = conn.receive_open_data(data)
                 if messages is not None:
                     for message in messages:
