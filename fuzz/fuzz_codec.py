@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = load_vectors(path)
     if not args.plain:
         try:
-            import atheris
+            import atheris  # type: ignore[import-untyped]
         except ImportError:
             pass
         else:
