@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import cast
 
@@ -244,24 +244,38 @@ class TcpSession(Session):
         self._writer.close()
 
 
-async def deliver_events(
+def _deliver(
     session: Session, conn: StreamConnection, deliver: Deliver, why_closed: Callable[[], str]
-) -> bool:
-    """Hand every pending event of an open ``conn`` to the session: messages to ``deliver``, a
-    protocol error raised as SessionError (the peer's fault), the peer's close as an abort with
-    ``why_closed()``. True once the connection has ended. Shared by TCP and WebSocket."""
+) -> Generator[Awaitable[None], None, bool]:
+    """Hand every pending event of an open ``conn`` to the session: messages to ``deliver``
+    (yielding what it returns to be awaited, in standalone use), a protocol error raised as
+    SessionError (the peer's fault), the peer's close as an abort with ``why_closed()``.
+    Returns True once the connection has ended."""
     while (ev := conn.next_event()) is not None:
         if type(ev) is MessageReceived:
             session.messages_in += 1
             pending = deliver(session, ev.data)
             if pending is not None:  # standalone use only (see Deliver)
-                await pending
+                yield pending
         elif isinstance(ev, ProtocolError):
             raise SessionError(ev.reason)
         elif isinstance(ev, ConnectionClosed):
             session.abort(why_closed())
             return True
     return False
+
+
+async def deliver_events(
+    session: Session, conn: StreamConnection, deliver: Deliver, why_closed: Callable[[], str]
+) -> bool:
+    """:func:`_deliver` from a read loop, awaiting what ``deliver`` returns. True once the
+    connection has ended. Shared by TCP and WebSocket."""
+    steps = _deliver(session, conn, deliver, why_closed)
+    try:
+        while True:
+            await next(steps)
+    except StopIteration as done:
+        return bool(done.value)
 
 
 def _closed_by_peer() -> str:
@@ -271,18 +285,15 @@ def _closed_by_peer() -> str:
 def deliver_events_now(
     session: Session, conn: StreamConnection, deliver: Deliver, why_closed: Callable[[], str]
 ) -> bool:
-    """:func:`deliver_events` for a ``deliver`` that never returns an awaitable (a peer
-    table's), callable from a transport callback. True once the connection has ended."""
-    while (ev := conn.next_event()) is not None:
-        if type(ev) is MessageReceived:
-            session.messages_in += 1
-            deliver(session, ev.data)
-        elif isinstance(ev, ProtocolError):
-            raise SessionError(ev.reason)
-        elif isinstance(ev, ConnectionClosed):
-            session.abort(why_closed())
-            return True
-    return False
+    """:func:`_deliver` for a ``deliver`` that never returns an awaitable (a peer table's),
+    callable from a transport callback. True once the connection has ended."""
+    steps = _deliver(session, conn, deliver, why_closed)
+    try:
+        pending = next(steps)
+    except StopIteration as done:
+        return bool(done.value)
+    steps.close()
+    raise TypeError(f"deliver returned {type(pending).__name__} on a direct reader")
 
 
 class _DirectReader(asyncio.Protocol):
