@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import structlog
 
 from hnet import (
     Address,
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ProcessBridge"]
 
-log = logging.getLogger("kernel")
+log = structlog.get_logger(component="kernel")
 T = TypeVar("T")
 
 #: trusted capabilities a process received in messages and may save (the newest kept)
@@ -150,8 +151,8 @@ class ProcessBridge:
 
     def print_to_terminal(self, verbosity: int, message: str) -> None:
         self._entry.output.write(message if message.endswith("\n") else message + "\n")
-        level = logging.INFO if verbosity == 0 else logging.DEBUG
-        log.log(level, "%s: %s", self._entry.pid, message)
+        report = log.info if verbosity == 0 else log.debug
+        report("process printed", process=str(self._entry.pid), text=message.rstrip("\n"))
 
     def our(self) -> Address:
         return self._our
@@ -244,7 +245,9 @@ class ProcessBridge:
     def send_response(self, response: Response, blob: LazyLoadBlob | None) -> None:
         km = self.messages.new_response(response, blob)
         if km is None:
-            log.warning("%s: send_response with no prompting message; dropped", self._entry.pid)
+            log.warning(
+                "send_response with no prompting message: dropped", process=str(self._entry.pid)
+            )
             self._entry.output.write("kernel: need a prompting message to send a response\n")
             return
         self._call(self._kernel._send_from(self._entry, self.generation, km, None, 0))
@@ -272,7 +275,7 @@ class ProcessBridge:
                 return _awaited(self._take(item))
             if len(self._deferred) >= self._inbox.max_messages:
                 # still bounded while we wait: what does not fit is dropped, like a full inbox
-                log.warning("%s: inbox full while awaiting a response; dropped", self._our)
+                log.warning("inbox full while awaiting a response: dropped", process=str(self._our))
                 continue
             self._deferred.append(item)  # for a later receive
 

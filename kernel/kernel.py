@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import secrets
 import threading
 import traceback
@@ -18,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import hnet
@@ -53,7 +53,7 @@ from kernel.table import ProcessEntry, ProcessInfo, ProcessTable, on_exit_name
 
 __all__ = ["EXEMPT", "RESERVED", "TERMINAL", "Kernel", "RuntimeFactory"]
 
-log = logging.getLogger("kernel")
+log = structlog.get_logger(component="kernel")
 
 #: ``runtime_factory(process_id, wasm_path)``: the process's runtime (raises OSError, e.g.
 #: FileNotFoundError, when there is no such file)
@@ -182,7 +182,7 @@ class Kernel:
         if entry is None:
             return False
         await self._remove(entry, revoke=True)
-        log.info("kernel: killed process %s", pid)
+        log.info("process killed", process=str(pid))
         return True
 
     def ps(self) -> list[ProcessInfo]:
@@ -329,7 +329,7 @@ class Kernel:
         try:
             return await asyncio.to_thread(make)
         except OSError as e:
-            log.warning("kernel: cannot load process: %s", e)
+            log.warning("cannot load process", error=str(e))
             return None
 
     def _install(
@@ -408,13 +408,12 @@ class Kernel:
         self._cancel_timers(entry)
         entry.inbox = None
         entry.fire(Event.EXITED)
-        level = logging.WARNING if outcome.startswith("crashed") else logging.INFO
-        log.log(
-            level,
-            "kernel: process %s %s; on exit %s",
-            entry.pid,
-            outcome,
-            on_exit_name(entry.on_exit),
+        report = log.warning if outcome.startswith("crashed") else log.info
+        report(
+            "process exited",
+            process=str(entry.pid),
+            outcome=outcome,
+            on_exit=on_exit_name(entry.on_exit),
         )
         on_exit = entry.on_exit
         if isinstance(on_exit, OnExitRestart):
@@ -503,7 +502,7 @@ class Kernel:
             try:
                 entry.runtime.interrupt()
             except Exception:
-                log.exception("kernel: interrupting %s failed", entry.pid)
+                log.exception("interrupting a process failed", process=str(entry.pid))
         self._cancel_timers(entry)
         entry.inbox = None
         self.table.remove(entry.pid)
@@ -539,7 +538,10 @@ class Kernel:
                 self.caps.add_signed(entry.pid, [(cap, received[cap])])
             else:
                 log.warning(
-                    "kernel: %s may not save capability %s (%s)", entry.pid, cap.issuer, cap.params
+                    "capability not saved: not held or issued by the process",
+                    process=str(entry.pid),
+                    issuer=str(cap.issuer),
+                    params=cap.params,
                 )
                 entry.output.write(
                     f"kernel: refused to save capability {cap.issuer} {cap.params}\n"
@@ -651,7 +653,7 @@ class Kernel:
     def _refuse(self, km: KernelMessage, why: str) -> None:
         """A message that may not or cannot be delivered: logged; the sender of a request
         that expects a response gets Timeout at once (the reference's throw_timeout)."""
-        log.warning("kernel: %s; dropped %s -> %s", why, km.source, km.target)
+        log.warning("message dropped", why=why, source=str(km.source), target=str(km.target))
         if km.source.node != self.our_node:
             return
         m = km.message
@@ -683,7 +685,7 @@ class Kernel:
             try:
                 await self.node.send(km)
             except Exception as e:
-                log.exception("kernel: sending to the network failed")
+                log.exception("sending to the network failed (local error)")
                 self._refuse(km, f"cannot send to the network: {e}")
             return
         self._route_local(km)
@@ -708,7 +710,7 @@ class Kernel:
                 return
         if ep is not None:
             if not ep.deliver(km):
-                log.info("kernel: unexpected message for %s dropped", dst)
+                log.info("unexpected message dropped", target=str(dst))
             return
         assert target is not None
         self._put(target, km, remote=False)
@@ -724,7 +726,7 @@ class Kernel:
             if inbox.refused & (inbox.refused - 1) == 0:  # 1st, 2nd, 4th...: no log flood
                 target.output.write(f"kernel: inbox full, {inbox.refused} messages refused\n")
         if remote:
-            log.warning("kernel: %s; message from %s dropped", why, km.source)
+            log.warning("message dropped", why=why, source=str(km.source))
         else:
             self._refuse(km, why)
 
@@ -746,7 +748,7 @@ class Kernel:
                 if km.source.node == self.our_node:
                     self._route_local(km)
                 elif not ep.deliver(km):
-                    log.info("kernel: unexpected message for %s dropped", ep.address)
+                    log.info("unexpected message dropped", target=str(ep.address))
             else:
                 ep.fail(d.id, d.error)
 
@@ -758,14 +760,15 @@ class Kernel:
             return
         entry = self.table.get(pid)
         if entry is None:
-            log.info("kernel: message from %s for missing process %s dropped", km.source, pid)
+            log.info(
+                "message for a missing process dropped", source=str(km.source), process=str(pid)
+            )
             return
         if not self.caps.has(pid, self.network_cap):
             log.warning(
-                "kernel: process %s got a message from over the network, but doesn't have "
-                "capability to receive networked messages; dropped (from %s)",
-                pid,
-                km.source,
+                "remote message dropped: the process lacks the network capability",
+                process=str(pid),
+                source=str(km.source),
             )
             return
         m = km.message
