@@ -233,8 +233,10 @@ QUIC_MAX_DATA = 8 * 1024 * 1024
 QUIC_MAX_STREAM_DATA = 1024 * 1024
 #: The most bytes one message stream carries: a 22-byte length frame, then per chunk of up to
 #: NOISE_MAX_PLAINTEXT bytes 2 + 16 bytes of framing and tag.
-QUIC_STREAM_MAX_BYTES = 22 + MESSAGE_MAX_SIZE + 18 * (
-    (MESSAGE_MAX_SIZE + NOISE_MAX_PLAINTEXT - 1) // NOISE_MAX_PLAINTEXT
+QUIC_STREAM_MAX_BYTES = (
+    22
+    + MESSAGE_MAX_SIZE
+    + 18 * ((MESSAGE_MAX_SIZE + NOISE_MAX_PLAINTEXT - 1) // NOISE_MAX_PLAINTEXT)
 )
 #: Application-stream bytes a responder holds while it waits for the initiator's last handshake
 #: message (the initiator may send right behind it; packets can be reordered).
@@ -378,3 +380,19 @@ HOP_PING_INTERVAL = 1.0
 #: A router whose hop died (or closed) under our circuits is tried last by circuit dials for
 #: this long, so a redial does not spend its deadline on a dead router first.
 ROUTER_LOST_PENALTY = 30.0
+
+# --- Direct upgrade (hole punching) of a routed QUIC session (docs/quic.md §11.13) ------------
+
+#: When the target sends its punch datagrams to the source's observed address, in seconds after
+#: it got the router's ADDRESS: a few tiny datagrams, denser first (the source dials about one
+#: routed round trip after the ADDRESS), so a NAT mapping that expired or a lost datagram is
+#: covered for as long as the source may be dialling. Seven datagrams of 13 bytes in all.
+PUNCH_SCHEDULE = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+#: The source's direct dial (QUIC and Noise, from its listener socket) must be up within this:
+#: QUIC retransmits its Initial inside it (the target's NAT may open after the first one).
+PUNCH_DIAL_TIMEOUT = 3.0
+#: After a failed upgrade with a peer, no new try with it (and no address shared for it) for
+#: this long: a path that cannot be punched (symmetric NAT, firewall) stays routed quietly.
+PUNCH_BACKOFF = 60.0
+#: Peers remembered in the back-off record at most (the oldest is forgotten first).
+PUNCH_BACKOFF_MAX = 1_024

@@ -10,6 +10,7 @@ routers) listens nowhere and keeps sessions to its routers instead. A direct nod
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from hnet.net.netmodule import NET_PROCESS, NetModule
 from hnet.net.peers import PeerTable
 from hnet.net.pki import Pki, PkiChange, PkiStartError
 from hnet.net.processes import Failed, Handler, Incoming, ProcessTable, Registration
+from hnet.net.punch import Puncher
 from hnet.net.requests import Reply, RequestTracker, SendFailed
 from hnet.net.router import Router
 from hnet.supervisor import Supervisor
@@ -52,10 +54,16 @@ from hnet.transport import tcp as tcp_transport
 from hnet.transport import ws as ws_transport
 from hnet.transport.listener import ListenConfig, ListenError, Listeners
 from hnet.transport.pipes import open_end
+from hnet.transport.quic import QuicListener, QuicSession
 from hnet.transport.quic import connect as quic_connect
 from hnet.transport.session import Session
 
 log = get_logger("node")
+
+#: set while we dial a hop (a router our circuits or our indirect role use): its QUIC
+#: connection then leaves from our listener socket, so the router observes the address a
+#: punch must reach (docs/quic.md §11.13); other QUIC dials keep a socket of their own
+_HOP_DIAL: contextvars.ContextVar[bool] = contextvars.ContextVar("hnet_hop_dial", default=False)
 
 _NET_PROCESS_ID = ProcessId.parse(NET_PROCESS)
 #: The process our ping requests come from.
@@ -84,6 +92,11 @@ class NodeConfig:
     #: bytes queued for one peer or session, and for all of them together
     send_queue_bytes: int = limits.SEND_QUEUE_BYTES
     send_budget: int = limits.NODE_SEND_BUDGET
+    #: consent to the observed-address exchange of circuits and try their direct upgrade
+    #: (hole punching, docs/quic.md §11.13); QUIC dials to routers then leave from our
+    #: listener socket, and an indirect node opens an unpublished QUIC socket for them. False:
+    #: circuits stay routed and no router discloses our address
+    share_address: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -108,6 +121,19 @@ class Node:
             retire_grace=config.retire_grace,
             queue_bytes=config.send_queue_bytes,
         )
+        #: an indirect node's QUIC socket (unpublished; for its hops and hole punching)
+        self._quic_socket: QuicListener | None = None
+        #: direct upgrades of routed QUIC sessions (docs/quic.md §11.13)
+        self.puncher = Puncher(
+            our_name=config.name,
+            key=config.key,
+            lookup=pki.networking_key,
+            enabled=config.share_address and "quic" in config.transports,
+            listener=self.quic_listener,
+            is_direct=self._is_direct,
+            on_direct=self._direct_upgrade,
+            spawn=lambda coro, name: self._sup.spawn(coro, name=name),
+        )
         #: circuits (routed QUIC, docs/quic.md §11); a router of them with max_passthroughs > 0
         self.circuits = Circuits(
             our_name=config.name,
@@ -115,12 +141,13 @@ class Node:
             lookup=pki.networking_key,
             max_circuits=config.max_passthroughs,
             session_of=self.peers.session,
-            dial_hop=lambda router: self.dialler.dial(router, "quic"),
+            dial_hop=lambda router: self._dial_hop(router, "quic"),
             adopt_hop=self.peers.adopt,
             on_session=self.peers.attach,
             resolve=self._resolve_key,
             handshake_timeout=config.handshake_timeout,
             max_ends=config.max_peers,
+            puncher=self.puncher,
         )
         connectors: dict[str, Connector] = {
             "tcp": tcp_transport.connect,
@@ -211,6 +238,8 @@ class Node:
         ):
             raise NodeStartError(f"{self.name}: key file does not match the name's ~net-key in HNS")
         if not rec.ips and rec.routers:
+            if self.puncher.enabled:
+                await self._start_quic_socket()
             self._start_indirect(rec.routers)
             return
         self.circuits.start()
@@ -259,6 +288,28 @@ class Node:
             change.name, key_changed=key_changed, reason=f"{change.name}'s {what} changed in HNS"
         )
 
+    async def _start_quic_socket(self) -> None:
+        """An indirect node's QUIC socket on any free port: its connections to its routers
+        leave from it (so a router observes the port a punch must reach) and a source's
+        direct upgrade arrives on it (docs/quic.md §11.13). It is in no record."""
+        listener = QuicListener(backend=self.config.quic_backend, gate=self.listeners.gate)
+        try:
+            await listener.start(
+                self.config.bind or "0.0.0.0",
+                0,
+                make_responder=self._responder,
+                on_session=self._inbound,
+                handshake_timeout=self.config.handshake_timeout,
+                resolve_key=self._resolve_key,
+            )
+        except OSError as e:
+            raise NodeStartError(f"{self.name}: cannot open a QUIC socket ({e})") from None
+        self._quic_socket = listener
+
+    def quic_listener(self) -> QuicListener | None:
+        """Our QUIC socket: the published listener, or an indirect node's own socket."""
+        return self.listeners.quic or self._quic_socket
+
     def _start_indirect(self, routers: tuple[str, ...]) -> None:
         """An indirect node: no listener (no address in our record); sessions to our routers."""
         if self.config.max_passthroughs:
@@ -268,7 +319,7 @@ class Node:
             our_name=self.name,
             routers=routers,
             peers=self.peers,
-            dial_router=lambda router: self.dialler.dial(router, None),
+            dial_router=lambda router: self._dial_hop(router, None),
             answer_via_router=self.dialler.answer_via_router,
             respond=self.net.respond,
             reconnect_interval=self.config.router_reconnect_interval,
@@ -281,6 +332,9 @@ class Node:
         """Stop listening, close sessions, report queued and outstanding messages."""
         self._unsubscribe()
         self.listeners.close()
+        self.puncher.close()
+        if self._quic_socket is not None:
+            self._quic_socket.close()
         if self.indirect is not None:
             await self.indirect.aclose()
         self.router.close()
@@ -319,13 +373,43 @@ class Node:
     ) -> Session:
         if routing_request is not None:
             raise ValueError("QUIC connections are routed by circuits, not RoutingRequests")
-        session = await quic_connect(host, port, hs, backend=self.config.quic_backend)
+        listener = self.quic_listener() if self.puncher.enabled and _HOP_DIAL.get() else None
+        if listener is not None and listener.reaches(host):
+            # from our listener's socket: routers then observe the address a punch must reach
+            session = await listener.connect(host, port, hs)
+        else:
+            session = await quic_connect(host, port, hs, backend=self.config.quic_backend)
         self.circuits.install(session)
         return session
 
+    async def _dial_hop(self, router: str, via: str | None) -> Session:
+        token = _HOP_DIAL.set(True)
+        try:
+            return await self.dialler.dial(router, via)
+        finally:
+            _HOP_DIAL.reset(token)
+
     def _inbound(self, session: Session) -> None:
         self.circuits.install(session)
+        self.puncher.inbound(session)
         self.peers.attach(session)
+
+    def _is_direct(self, peer: str) -> bool:
+        """Our session with ``peer`` is a direct QUIC connection (no upgrade to try)."""
+        s = self.peers.session(peer)
+        return (
+            s is not None
+            and not s.closed
+            and not s.retired
+            and s.transport == "quic"
+            and s.router is None
+        )
+
+    def _direct_upgrade(self, session: QuicSession) -> None:
+        """A hole-punched direct QUIC session: it replaces the routed one (which is retired:
+        read for its grace period, so nothing in flight on it is cut)."""
+        self.circuits.install(session)
+        self.peers.upgrade(session)
 
     def _is_our_router(self, name: str) -> bool:
         return self.indirect is not None and self.indirect.is_router(name)
@@ -535,6 +619,8 @@ class Node:
             lines.append(self.router.describe())
         if self.circuits.router is not None or self.circuits.stats["accepted"]:
             lines.append(self.circuits.describe())
+        if self.puncher.enabled or self.puncher.stats["tried"]:
+            lines.append(self.puncher.describe())
         routing_for = [i.name for i in infos if i.routing_for]
         if routing_for:
             lines.append(f"routing for: {', '.join(routing_for)}")

@@ -3,7 +3,9 @@ routers; the router carrying a source's circuit is killed (its QUIC socket goes 
 CONNECTION_CLOSE). The source's hop is declared dead within HOP_DEAD_AFTER of its unanswered
 data, the circuit session closes, its unacknowledged messages are reported (SendError), and the
 next message reaches the target through the other router within 5 s. Every hello sent is
-either acknowledged or failed: the counts add up. Every wait is bounded."""
+either acknowledged or failed: the counts add up. Every wait is bounded. The indirect target
+refuses to share its address (``share_address=False``), so sessions stay routed (the direct
+upgrade is tests/test_punch.py)."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ async def _two_routers(net: Net) -> tuple[Node, Node, Node, Node]:
     a = await net.node("a.os")
     r1 = await net.node("r1.os", max_passthroughs=4)
     r2 = await net.node("r2.os", max_passthroughs=4)
-    c = await net.node("c.os")
+    c = await net.node("c.os", share_address=False)
     await until(
         lambda: all(isinstance(r.peers.routing_for("c.os"), QuicSession) for r in (r1, r2)),
         what="c.os routed by both over QUIC",

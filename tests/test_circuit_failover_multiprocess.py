@@ -32,7 +32,8 @@ def cc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c.add("alice.os")
     c.add("r1.os", args=("--max-passthroughs", "8"))
     c.add("r2.os", args=("--max-passthroughs", "8"))
-    c.add("carol.os", routers=("r1.os", "r2.os"))
+    # routed is what is tested here: carol keeps her address private (no direct upgrade)
+    c.add("carol.os", routers=("r1.os", "r2.os"), args=("--no-share-address",))
     for n in ("alice.os", "r1.os", "r2.os", "carol.os"):
         c.start(n)
     try:

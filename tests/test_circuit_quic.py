@@ -1,7 +1,9 @@
 """Circuits (routed QUIC, docs/quic.md §11) between Nodes in one event loop over real
 loopback sockets: a direct source reaching an indirect target through its router, messages
 both ways, a large routed message beside a small one, requests the router must refuse, and
-what the router sees. Every wait is bounded."""
+what the router sees. Every wait is bounded. The indirect target refuses to share its
+address (``share_address=False``), so sessions stay routed (the direct upgrade is
+tests/test_punch.py)."""
 
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ async def circuit_trio(net: Net, **a_kw: float) -> tuple[Node, Node, Node]:
     net.indirect("c.os", ["r.os"])
     a = await net.node("a.os", **a_kw)
     r = await net.node("r.os", max_passthroughs=8)
-    c = await net.node("c.os")
+    c = await net.node("c.os", share_address=False)
     await until(lambda: r.peers.routing_for("c.os") is not None, what="c.os routed by r.os")
     assert r.peers.session("c.os").transport == "quic"  # type: ignore[union-attr]
     return a, r, c
@@ -180,7 +182,7 @@ async def test_a_node_that_routes_no_circuits_refuses(net: Net) -> None:
     net.indirect("c.os", ["plain.os"])
     a = await net.node("a.os")
     plain = await net.node("plain.os")  # max_passthroughs 0: no circuits
-    await net.node("c.os")
+    await net.node("c.os", share_address=False)
     await until(lambda: plain.peers.session("c.os") is not None, what="c.os connected")
     hop = await _hop(a, "plain.os")
     req = new_request("a.os", net.keys["a.os"], target="c.os", router="plain.os", now=time.time())
@@ -227,7 +229,7 @@ async def test_an_indirect_node_with_two_routers(net: Net) -> None:
     a = await net.node("a.os")
     r1 = await net.node("r1.os", max_passthroughs=4)
     r2 = await net.node("r2.os", max_passthroughs=4)
-    c = await net.node("c.os")
+    c = await net.node("c.os", share_address=False)
     await until(
         lambda: (
             r1.peers.routing_for("c.os") is not None and r2.peers.routing_for("c.os") is not None

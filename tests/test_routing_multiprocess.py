@@ -50,7 +50,7 @@ def rc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c.add("bob.os")
     c.add("router.os", args=("--max-passthroughs", "16"))
     c.add("deadrouter.os")  # in HNS, never started
-    c.add("carol.os", routers=("router.os",))
+    c.add("carol.os", routers=("router.os",), args=("--no-share-address",))  # stays routed
     c.add("lone.os", routers=("deadrouter.os",))
     running = ("alice.os", "bob.os", "router.os", "carol.os", "lone.os")
     for n in running:

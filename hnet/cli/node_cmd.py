@@ -60,6 +60,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "to N circuits (routed QUIC, docs/quic.md §11) "
         f"(default {limits.MAX_PASSTHROUGHS}: not a router)",
     )
+    p.add_argument(
+        "--no-share-address",
+        dest="share_address",
+        action="store_false",
+        help="never consent to a router disclosing our observed UDP address to a circuit's "
+        "other end, and never upgrade a routed QUIC session to a direct one (hole punching, "
+        "docs/quic.md §11.13; on by default)",
+    )
     p.add_argument("--log-json", action="store_true", help="log JSON lines to stderr")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
@@ -89,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         bind=args.bind,
         max_peers=args.max_peers,
         max_passthroughs=args.max_passthroughs,
+        share_address=args.share_address,
     )
     return run_loop(_main(config, args))
 

@@ -25,7 +25,9 @@ from hnet import limits
 from hnet.core.circuit.control import ControlRole
 from hnet.core.circuit.errors import CircuitCode, CircuitError, CircuitRefused, Origin
 from hnet.core.circuit.frames import (
+    SHARE_ADDRESS,
     AcceptFrame,
+    AddressFrame,
     CloseFrame,
     ControlFrame,
     OfferFrame,
@@ -37,11 +39,13 @@ from hnet.core.circuit.replay import ReplayGuard
 from hnet.core.circuit.request import CircuitRequest, check_offer, new_request
 from hnet.core.circuit.table import CircuitTable
 from hnet.core.handshake import PeerHandshake
+from hnet.core.punch import Punch, PunchRole
 from hnet.core.quic.connection import CircuitData
 from hnet.core.quic.errors import QuicAppError
 from hnet.log import get_logger
 from hnet.net.circuit_router import CircuitRouter
 from hnet.net.peers import DialError
+from hnet.net.punch import Puncher
 from hnet.transport.quic.circuit import (
     CircuitEnd,
     CircuitSession,
@@ -69,6 +73,8 @@ class _Control:
     end: CircuitEnd | None = None
     #: frames that came after the answer and before the end existed
     backlog: list[ControlFrame] = field(default_factory=list)
+    #: the direct upgrade of this circuit's session, if both ends consented (§11.13)
+    punch: Punch | None = None
 
 
 @dataclass(eq=False)
@@ -102,6 +108,7 @@ class Circuits:
         resolve: Callable[[str], Awaitable[bytes | None]] | None = None,
         handshake_timeout: float = limits.HANDSHAKE_TIMEOUT,
         max_ends: int = limits.MAX_PEERS,
+        puncher: Puncher | None = None,
     ) -> None:
         self.our_name = our_name
         #: circuits we are an end of, at most (a target refuses further offers BUSY)
@@ -118,6 +125,8 @@ class Circuits:
         self._lookups: set[asyncio.Task[None]] = set()
         self.handshake_timeout = handshake_timeout
         self.guard = ReplayGuard()
+        #: direct upgrades of our circuit sessions (hole punching, §11.13); None: never
+        self.puncher = puncher
         self.router: CircuitRouter | None = None
         self._max_circuits = max_circuits
         self._hops: dict[QuicSession, _Hop] = {}
@@ -140,6 +149,8 @@ class Circuits:
             task.cancel()
         if self.router is not None:
             self.router.close()
+        if self.puncher is not None:
+            self.puncher.close()
 
     # --- sessions ---------------------------------------------------------------------------
 
@@ -315,7 +326,9 @@ class Circuits:
 
     def _offered(self, hop: _Hop, ctl: _Control, frames: list[ControlFrame]) -> None:
         for frame in frames:
-            if isinstance(frame, OfferFrame):
+            if isinstance(frame, AddressFrame):
+                self._addressed(ctl, frame)
+            elif isinstance(frame, OfferFrame):
                 key = self._lookup(frame.request.source)
                 if key is None and self._resolve is not None:
                     self._resolve_then_answer(hop, ctl, frame)
@@ -372,9 +385,13 @@ class Circuits:
             log.info("circuit offer refused", router=session.peer_name, reason=str(e))
             ctl.half.send(RefuseFrame(e.code, Origin.PEER, e.reason), fin=True)
             return
-        ctl.half.send(AcceptFrame(frame.circuit_id, 0))
+        flags = 0
+        if frame.flags & SHARE_ADDRESS and self.puncher and self.puncher.share(req.source):
+            flags = SHARE_ADDRESS
+            ctl.punch = self.puncher.new(PunchRole.TARGET, req.source)
+        ctl.half.send(AcceptFrame(frame.circuit_id, flags))
         self.stats["accepted"] += 1
-        ctl.end = self._new_end(hop, ctl.half, frame.circuit_id, False, req.source)
+        ctl.end = self._new_end(hop, ctl.half, frame.circuit_id, False, req.source, ctl.punch)
         log.info(
             "circuit accepted",
             circuit=frame.circuit_id,
@@ -383,7 +400,13 @@ class Circuits:
         )
 
     def _new_end(
-        self, hop: _Hop, half: ControlHalf, cid: int, is_source: bool, peer: str
+        self,
+        hop: _Hop,
+        half: ControlHalf,
+        cid: int,
+        is_source: bool,
+        peer: str,
+        punch: Punch | None = None,
     ) -> CircuitEnd:
         hs = PeerHandshake(
             initiator=is_source,
@@ -394,6 +417,8 @@ class Circuits:
         )
 
         def gone(end: CircuitEnd) -> None:
+            if punch is not None and self.puncher is not None:
+                self.puncher.circuit_gone(punch)
             if hop.ends.get(cid) is end:
                 del hop.ends[cid]
                 hop.ended.append(cid)
@@ -417,9 +442,17 @@ class Circuits:
 
     # --- source -------------------------------------------------------------------------------
 
+    def _addressed(self, ctl: _Control, frame: AddressFrame) -> None:
+        """The router's ADDRESS (§11.11): the other end's observed address, for the direct
+        upgrade (§11.13). Ignored when we did not ask for it."""
+        if ctl.punch is not None and self.puncher is not None:
+            self.puncher.address(ctl.punch, frame.ip, frame.port)
+
     def _answered(self, ctl: _Control, frames: list[ControlFrame]) -> None:
         for frame in frames:
-            if ctl.end is not None:
+            if isinstance(frame, AddressFrame):
+                self._addressed(ctl, frame)
+            elif ctl.end is not None:
                 ctl.end.control_frames([frame])
             elif ctl.answer is not None and not ctl.answer.done():
                 ctl.answer.set_result(frame)  # ACCEPT or REFUSE (the reader allows no other)
@@ -433,7 +466,13 @@ class Circuits:
         if not hop.session.core.can_open_circuit_stream():
             raise DialError(f"via {router} quic: no stream credit for a circuit")
         req = new_request(self.our_name, self._key, target=target, router=router, now=time.time())
-        ctl = self._request(hop, req)
+        # (a hop on a socket of its own: the router observes a port our punch cannot use)
+        share = (
+            self.puncher is not None and not hop.session.own_socket and self.puncher.share(target)
+        )
+        ctl = self._request(hop, req, SHARE_ADDRESS if share else 0)
+        if share and self.puncher is not None:
+            ctl.punch = self.puncher.new(PunchRole.SOURCE, target)
         half = ctl.half
         answer = await self._answer(ctl)
         if isinstance(answer, RefuseFrame):
@@ -444,7 +483,7 @@ class Circuits:
         if not isinstance(answer, AcceptFrame):
             half.finish()
             raise DialError(f"via {router} quic: circuit closed before it opened")
-        ctl.end = end = self._new_end(hop, half, answer.circuit_id, True, target)
+        ctl.end = end = self._new_end(hop, half, answer.circuit_id, True, target, ctl.punch)
         backlog, ctl.backlog = ctl.backlog, []
         end.control_frames(backlog)
         try:
@@ -453,6 +492,8 @@ class Circuits:
             end.drv.close(QuicAppError.HANDSHAKE_TIMEOUT, "handshake abandoned")
             raise DialError(f"via {router} quic: end-to-end handshake failed ({e})") from None
         self.stats["opened"] += 1
+        if ctl.punch is not None and self.puncher is not None:
+            self.puncher.session_up(ctl.punch)  # the direct dial starts after we return
         return session
 
     def _request(self, hop: _Hop, request: CircuitRequest, flags: int = 0) -> _Control:

@@ -75,6 +75,13 @@ Dialer = Callable[[str, "str | None"], Awaitable[Session]]
 TRANSPORT_RANK = {"quic": 3, "tcp": 2, "ws": 1}
 
 
+def session_rank(s: Session) -> tuple[int, int]:
+    """Preference between live sessions with a peer: the better transport first, then a
+    direct connection over one through a router (a hole-punched QUIC session beats the
+    circuit it upgrades, docs/quic.md §11.13)."""
+    return TRANSPORT_RANK.get(s.transport, 0), 0 if s.router else 1
+
+
 class DialError(Exception):
     """No transport reached the peer; the message says what was tried."""
 
@@ -194,6 +201,8 @@ class PeerInfo:
     routing_for: bool = False
     #: the session runs through this router (a routed connection), else None
     router: str | None = None
+    #: "routed" (through ``router``) or "direct"; None without a session
+    path: str | None = None
 
 
 # --- the table --------------------------------------------------------------------------------
@@ -276,6 +285,7 @@ class PeerTable:
                     queued_bytes=p.dial_queue.bytes + (sq.bytes if sq else 0),
                     routing_for=bool(s and not s.initiator and s.proxy_request),
                     router=s.router if s else None,
+                    path=(("routed" if s.router else "direct") if s else None),
                 )
             )
         return out
@@ -471,13 +481,19 @@ class PeerTable:
         self._install(peer, session, event=PeerEvent.SESSION_UP)
 
     def upgrade(self, session: Session) -> None:
-        """Move a peer to a better session we dialled (QUIC after a TCP/WS fallback)."""
+        """Move a peer to a better session we dialled (QUIC after a TCP/WS fallback, a direct
+        QUIC session after a routed one): the current session is retired (read for its grace
+        period, its unwritten messages moved to the new one)."""
         peer = self._peers.get(session.peer_name)
         if peer is None or self._closing or peer.state is PeerState.CLOSED:
             session.abort("peer gone before the upgrade")
             return
         current = peer.usable(None)
-        if current is not None and current.transport == session.transport:
+        if (
+            current is not None
+            and current.transport == session.transport
+            and session_rank(current) >= session_rank(session)
+        ):
             self._retire(peer, session)
         else:
             self._install(peer, session, event=PeerEvent.SESSION_UP)
@@ -572,7 +588,7 @@ class PeerTable:
             return
         fallback = max(
             (s for s in peer.retired if not s.closed),
-            key=lambda s: TRANSPORT_RANK.get(s.transport, 0),
+            key=session_rank,
             default=None,
         )
         if fallback is not None:

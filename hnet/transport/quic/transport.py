@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import socket
 from collections import deque
@@ -483,6 +484,12 @@ class QuicSession(Session):
         return self._drv.remote
 
     @property
+    def own_socket(self) -> bool:
+        """A client connection on a UDP socket of its own, not on a listener's (the address a
+        peer observes for it is then not the listener's, docs/quic.md §11.13)."""
+        return self._udp is not None
+
+    @property
     def local_address(self) -> qb.Addr | None:
         """Our UDP address (client sessions)."""
         return self._udp.local_address if self._udp is not None else None
@@ -606,6 +613,37 @@ def _handshake_exception(closed: Closed | None, who: str) -> Exception:
     return SessionError(f"handshake failed ({name}: {closed.reason})")
 
 
+async def _resolve(host: str, port: int) -> tuple[int, qb.Addr]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise OSError(f"cannot resolve {host}")
+    family, _, _, _, addr = infos[0]
+    return family, addr
+
+
+async def _client_handshake(drv: _Driver, addr: qb.Addr, release: Callable[[], None]) -> None:
+    """Start ``drv``'s client connection to ``addr`` and wait for its handshake; on failure
+    or cancellation the connection is closed and ``release`` frees its socket (or its entry
+    in a listener's demux)."""
+    core = drv.core
+    drv.remote = addr
+    try:
+        core.connect(addr, drv.loop.time())
+        drv.flush()
+        await drv.settled.wait()
+        if not core.is_open or core.peer_name is None:
+            raise _handshake_exception(core.closed, _format_addr(addr))
+    except BaseException as e:
+        code = (
+            QuicAppError.HANDSHAKE_FAILED
+            if isinstance(e, HandshakeError)
+            else QuicAppError.HANDSHAKE_TIMEOUT
+        )
+        drv.close(code, "handshake abandoned")
+        release()
+        raise
+
+
 async def connect(
     host: str, port: int, hs: PeerHandshake, *, backend: str | None = None
 ) -> QuicSession:
@@ -618,33 +656,15 @@ async def connect(
     if not hs.initiator:
         raise ValueError("connect needs an initiator handshake")
     be = qb.get_backend(backend)
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    if not infos:
-        raise OSError(f"cannot resolve {host}")
-    family, _, _, _, addr = infos[0]
+    family, addr = await _resolve(host, port)
     bind_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
     core = NoiseQuicConnection(be.client(), hs)
     drv = _Driver(core, lambda data, a: None)
     udp = UdpSocket(bind_udp(bind_host, 0, family), drv.datagram_received, drv.flush)
     drv.send = udp.sendto
     drv.on_teardown = lambda d: udp.close()
-    drv.remote = addr
-    try:
-        core.connect(addr, loop.time())
-        drv.flush()
-        await drv.settled.wait()
-        if not core.is_open or core.peer_name is None:
-            raise _handshake_exception(core.closed, _format_addr(addr))
-    except BaseException as e:
-        code = (
-            QuicAppError.HANDSHAKE_FAILED
-            if isinstance(e, HandshakeError)
-            else QuicAppError.HANDSHAKE_TIMEOUT
-        )
-        drv.close(code, "handshake abandoned")
-        udp.close()
-        raise
+    await _client_handshake(drv, addr, udp.close)
+    assert core.peer_name is not None
     return QuicSession(drv, peer_name=core.peer_name, initiator=True, proxy_request=False, udp=udp)
 
 
@@ -677,6 +697,8 @@ class QuicListener:
         self._udp: UdpSocket | None = None
         self._by_cid: dict[bytes, _Driver] = {}
         self._drivers: set[_Driver] = set()
+        #: client connections we opened on this socket (:meth:`connect`)
+        self._clients: set[_Driver] = set()
         self._pending: dict[_Driver, asyncio.TimerHandle] = {}
         self._dirty: set[_Driver] = set()
         self._make_responder: Callable[[], PeerHandshake] | None = None
@@ -740,13 +762,59 @@ class QuicListener:
         """Close every connection (CONNECTION_CLOSE, code NO_ERROR) and the socket."""
         for task in self._lookups.values():
             task.cancel()
-        for drv in list(self._drivers):
+        for drv in [*self._drivers, *self._clients]:
             if drv.session is not None:
                 drv.session.abort("listener closed")
             else:
                 drv.close(QuicAppError.NO_ERROR, "listener closed")
         if self._udp is not None:
             self._udp.close()
+
+    @property
+    def family(self) -> int:
+        """The socket's address family (AF_INET or AF_INET6)."""
+        if self._udp is None:
+            raise RuntimeError("listener not started")
+        return int(self._udp.family)
+
+    def reaches(self, host: str) -> bool:
+        """``host`` (an IP literal) is of this socket's address family."""
+        if self._udp is None:
+            return False
+        try:
+            v6 = ipaddress.ip_address(host).version == 6
+        except ValueError:
+            return False
+        return v6 == (self._udp.family == socket.AF_INET6)
+
+    async def connect(self, host: str, port: int, hs: PeerHandshake) -> QuicSession:
+        """Dial ``host:port`` from this listener's own socket (its local port, so a NAT in
+        front of us maps it as it maps the connections we accept and the ones we opened
+        before), as :func:`connect` otherwise: the caller bounds the time. The connection is
+        demultiplexed with the accepted ones, by connection ID. For hole punching
+        (docs/quic.md §11.13)."""
+        if self._udp is None:
+            raise RuntimeError("listener not started")
+        if not hs.initiator:
+            raise ValueError("connect needs an initiator handshake")
+        family, addr = await _resolve(host, port)
+        if family != self._udp.family:
+            raise OSError(f"{host}: not reachable from a socket of this address family")
+        core = NoiseQuicConnection(self._backend.client(), hs)
+        drv = _Driver(core, self._udp.sendto)
+        drv.on_cid_issued = self._cid_issued
+        drv.on_cid_retired = self._cid_retired
+        drv.on_teardown = self._forget
+        self._clients.add(drv)
+        self._by_cid[core.quic.host_cid] = drv
+        await _client_handshake(drv, addr, lambda: self._forget(drv))
+        assert core.peer_name is not None
+        return QuicSession(drv, peer_name=core.peer_name, initiator=True, proxy_request=False)
+
+    def send_datagram(self, data: bytes, addr: qb.Addr) -> None:
+        """Send one raw datagram from the listener's socket (a hole punch, §11.13)."""
+        if self._udp is not None:
+            self._udp.sendto(data, addr)
 
     def go_silent(self) -> None:
         """For tests: stop receiving and sending at once, as if the process had been killed
@@ -916,6 +984,7 @@ class QuicListener:
                 reason=closed.reason if closed else "?",
             )
         self._drivers.discard(drv)
+        self._clients.discard(drv)
         self._dirty.discard(drv)
         for cid in [c for c, d in self._by_cid.items() if d is drv]:
             del self._by_cid[cid]
