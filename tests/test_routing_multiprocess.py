@@ -144,7 +144,8 @@ def test_ping_indirect_node_through_its_router(rc: Cluster, via: str | None) -> 
     assert res.returncode == 0, res.stdout + res.stderr
     lines = PING_LINE.findall(res.stdout)
     assert [(n, s) for n, _v, s, _ in lines] == [("carol.os", "1"), ("carol.os", "2")]
-    assert all(v == via if via else v in ("tcp", "ws") for _n, v, _s, _t in lines)
+    # without --via a circuit (QUIC) and the passthrough race: either may carry the pings
+    assert all(v == via if via else v in ("quic", "tcp", "ws") for _n, v, _s, _t in lines)
     # and back
     res = run_cli("ping", "alice.os", "-c", "1", home=rc.nodes["carol.os"].home)
     assert res.returncode == 0, res.stdout + res.stderr

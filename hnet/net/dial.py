@@ -10,9 +10,10 @@ and every attempt through :func:`attempt_all`, the only loop that tries endpoint
   TCP-then-WS fallback start together: QUIC wins if it is up first; if the fallback is up
   first it is used at once and QUIC, when it comes up, takes over (``on_upgrade``). No fixed
   delay anywhere.
-- An indirect peer (routers, no IP): each of its routers in shuffled order, one attempt per
-  router over the first of TCP, WS it offers, a RoutingRequest first and Noise end to end; or,
-  with ``via="quic"``, a circuit through each router that offers QUIC (docs/quic.md §11).
+- An indirect peer (routers, no IP): first a circuit through each of its routers that offers
+  QUIC (docs/quic.md §11; only this with ``via="quic"``); if none opens (a reference router
+  or target does not speak circuits), each of its routers in shuffled order, one attempt per
+  router over the first of TCP, WS it offers, a RoutingRequest first and Noise end to end.
 - Our own routers (we are indirect): QUIC, then TCP, then WS with ``proxy_request``, one after
   the other, no race.
 
@@ -24,8 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -87,9 +89,10 @@ async def attempt_all(
     *,
     timeout: float,
     errors: list[str],
+    refused: set[str] | None = None,
 ) -> Session | None:
     """Try ``attempts`` in order, each within ``timeout``; the first session, or None with
-    ``errors`` filled in."""
+    ``errors`` filled in (and, in ``refused``, the routers whose host refused the connection)."""
     for a in attempts:
         connect = connectors.get(a.transport)
         if connect is None:
@@ -100,6 +103,8 @@ async def attempt_all(
                 session = await connect(a.host, a.port, a.handshake(), a.routing_request)
         except CONNECT_ERRORS as e:  # anything else is a bug of ours and propagates
             errors.append(f"{a.label()}: {failure_reason(e)}")
+            if refused is not None and a.router and isinstance(e, ConnectionRefusedError):
+                refused.add(a.router)
             continue
         if a.expect is not None and session.peer_name != a.expect:
             session.abort("paired with the wrong node")
@@ -195,7 +200,11 @@ class Dialler:
             return await self._direct(name, rec, offered)
         if offered[0] != "quic" or len(offered) == 1:
             return await self._direct(name, rec, offered)
-        return await self._race(name, rec, offered[1:])
+        return await self._race(
+            name,
+            self._attempt(self._direct(name, rec, ["quic"])),
+            self._attempt(self._direct(name, rec, offered[1:])),
+        )
 
     def _direct_attempts(self, name: str, rec: NodeRecord, order: list[str]) -> list[Attempt]:
         proxy = self.is_our_router(name)
@@ -212,15 +221,23 @@ class Dialler:
             raise DialError(f"{name}: unreachable ({'; '.join(errors)})")
         return session
 
-    async def _attempt(self, name: str, rec: NodeRecord, order: list[str]) -> Session | DialError:
+    @staticmethod
+    async def _attempt(dial: Awaitable[Session]) -> Session | DialError:
         try:
-            return await self._direct(name, rec, order)
+            return await dial
         except DialError as e:
             return e
 
-    async def _race(self, name: str, rec: NodeRecord, fallback: list[str]) -> Session:
-        quic = self._sup.spawn(self._attempt(name, rec, ["quic"]), name=f"dial quic {name}")
-        other = self._sup.spawn(self._attempt(name, rec, fallback), name=f"dial {name}")
+    async def _race(
+        self,
+        name: str,
+        quic_dial: Coroutine[Any, Any, Session | DialError],
+        fallback_dial: Coroutine[Any, Any, Session | DialError],
+    ) -> Session:
+        """QUIC (direct, or a circuit) and a fallback at once: QUIC if it is up first; else
+        the fallback at once, and QUIC takes over when (if) it comes up."""
+        quic = self._sup.spawn(quic_dial, name=f"dial quic {name}")
+        other = self._sup.spawn(fallback_dial, name=f"dial {name}")
         try:
             await asyncio.wait({quic, other}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
@@ -238,6 +255,12 @@ class Dialler:
             # Use the fallback now; let QUIC take over when (if) it comes up.
             self._sup.spawn(self._upgrade_when_up(quic), name=f"upgrade {name}")
             return _session(other.result())
+        lost = other.result() if other.done() else None
+        if isinstance(lost, DialError) and lost.all_refused:
+            # Every router's host refused the passthrough: it is down (its QUIC with it), so
+            # the circuit attempt would only spend the caller's deadline.
+            quic.cancel()
+            raise DialError(f"{str(lost).removesuffix(')')}; circuit not awaited: routers down)")
         results = [await quic, await other]
         for r in results:
             if isinstance(r, Session):
@@ -261,8 +284,22 @@ class Dialler:
             return await self._dial_circuit(name, routers)
         if via is not None and via not in ROUTED_TRANSPORTS:
             raise DialError(f"{name}: indirect node, and {via} connections are not routed")
-        allowed = [t for t in ROUTED_TRANSPORTS if t in self.transports and via in (None, t)]
+        if via is None and self.open_circuit is not None and "quic" in self.transports:
+            # Between hnet nodes a circuit is the better routed path (no head-of-line
+            # blocking, no new socket per session), raced like direct QUIC against the
+            # reference's passthrough, which a router or target without circuits still serves.
+            return await self._race(
+                name,
+                self._attempt(self._dial_circuit(name, routers)),
+                self._attempt(self._passthrough(name, routers, None)),
+            )
+        return await self._passthrough(name, routers, via)
+
+    async def _passthrough(self, name: str, routers: Sequence[str], via: str | None) -> Session:
+        """Through a router's TCP or WS passthrough (a RoutingRequest first, docs/protocol.md
+        §7): one attempt per router, in shuffled order."""
         errors: list[str] = []
+        allowed = [t for t in ROUTED_TRANSPORTS if t in self.transports and via in (None, t)]
         candidates = [r for r in routers if r != self.our_name]
         if len(candidates) < len(routers):
             errors.append(f"router {self.our_name}: that is us, skipped")
@@ -282,9 +319,14 @@ class Dialler:
             attempts.append(Attempt(t, ip, port, self._initiator(name), rr, router=router))
         if not routers:
             errors.append("no routers in its record")
-        session = await attempt_all(attempts, self._connectors, timeout=self.timeout, errors=errors)
+        refused: set[str] = set()
+        session = await attempt_all(
+            attempts, self._connectors, timeout=self.timeout, errors=errors, refused=refused
+        )
         if session is None:
-            raise DialError(f"{name}: unreachable through its routers ({'; '.join(errors)})")
+            err = DialError(f"{name}: unreachable through its routers ({'; '.join(errors)})")
+            err.all_refused = bool(candidates) and refused >= set(candidates)
+            raise err
         return session
 
     async def _dial_circuit(self, name: str, routers: Sequence[str]) -> Session:

@@ -85,6 +85,9 @@ def session_rank(s: Session) -> tuple[int, int]:
 class DialError(Exception):
     """No transport reached the peer; the message says what was tried."""
 
+    #: a routed dial: every router's host refused the connection (it is down)
+    all_refused: bool = False
+
 
 def failure_reason(e: BaseException) -> str:
     """One short phrase for why a connection attempt failed."""
