@@ -1,0 +1,56 @@
+;; forwarder: sends each request on, with inherit and no expects-response, to
+;; next:test:sys on the node the request came from (the middle of a message chain).
+;; Core module of a test process (world process-v1 of wit/); the tests turn it into a
+;; component with `wasm-tools component embed wit --world process-v1` + `component new`.
+;; Memory: a bump allocator (cabi_realloc) reset before each receive; receive writes its
+;; result at 16 (layout of result<tuple<address, message>, ...>: ok tag at 16, source
+;; address at 24, message tag at 56, request body ptr/len at 88/92).
+(module
+  (import "hyperware:process/standard@1.0.0" "receive" (func $receive (param i32)))
+  ;; 27 flat parameters > 16: the arguments are passed in memory, as the tuple
+  ;; <address, request, option<context>, option<lazy-load-blob>> laid out at 256
+  (import "hyperware:process/standard@1.0.0" "send-request" (func $send_request (param i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 1024))
+  (func (export "cabi_realloc") (param $old i32) (param $old_size i32) (param $align i32)
+      (param $new_size i32) (result i32)
+    (local $ptr i32)
+    (local.set $ptr
+      (i32.and (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
+               (i32.sub (i32.const 0) (local.get $align))))
+    (global.set $heap (i32.add (local.get $ptr) (local.get $new_size)))
+    (if (i32.gt_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
+      (then
+        (if (i32.eq (memory.grow (i32.add (i32.shr_u (i32.sub (global.get $heap)
+                                                     (i32.mul (memory.size) (i32.const 65536)))
+                                              (i32.const 16))
+                                   (i32.const 1)))
+                    (i32.const -1))
+          (then unreachable))))
+    (local.get $ptr))
+  (data (i32.const 600) "next")
+  (data (i32.const 608) "test")
+  (data (i32.const 616) "sys")
+  (func (export "init") (param i32 i32)
+    (loop $l
+      (global.set $heap (i32.const 1024))
+      (call $receive (i32.const 16))
+      (if (i32.and (i32.eqz (i32.load8_u (i32.const 16))) (i32.eqz (i32.load8_u (i32.const 56))))
+        (then
+          (memory.fill (i32.const 256) (i32.const 0) (i32.const 128))
+          ;; target: node of the source (its string at 24/28), process next:test:sys
+          (i32.store (i32.const 256) (i32.load (i32.const 24)))
+          (i32.store (i32.const 260) (i32.load (i32.const 28)))
+          (i32.store (i32.const 264) (i32.const 600)) (i32.store (i32.const 268) (i32.const 4))
+          (i32.store (i32.const 272) (i32.const 608)) (i32.store (i32.const 276) (i32.const 4))
+          (i32.store (i32.const 280) (i32.const 616)) (i32.store (i32.const 284) (i32.const 3))
+          ;; request at 288: inherit, expects-response none (296), body (312/316),
+          ;; metadata none (320), no capabilities (332/336)
+          (i32.store8 (i32.const 288) (i32.const 1))
+          (i32.store (i32.const 312) (i32.load (i32.const 88)))
+          (i32.store (i32.const 316) (i32.load (i32.const 92)))
+          (i32.store (i32.const 332) (i32.const 4))
+          ;; context none (344), blob none (356): zeros
+          (call $send_request (i32.const 256))))
+      (br $l)))
+)
