@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -132,10 +132,14 @@ class ControlServer:
         on_stop: Callable[[], None],
         *,
         write_timeout: float = limits.CONTROL_WRITE_TIMEOUT,
+        extra_ops: Mapping[str, Callable[[JsonObj], Awaitable[JsonObj]]] | None = None,
     ) -> None:
+        """``extra_ops``: more operations by name (the kernel's ``send``, ``ps``, ``kill``),
+        served like the node's own (they may not replace one)."""
         self.node = node
         self.path = path
         self._on_stop = on_stop
+        self._extra = dict(extra_ops or {})
         self._write_timeout = write_timeout
         self._server: asyncio.Server | None = None
         self._clients = 0
@@ -256,7 +260,7 @@ class ControlServer:
             return _usage(f"bad {op} request: {e}")
 
     def _ops(self) -> dict[str, Callable[[JsonObj], Awaitable[JsonObj]]]:
-        return {
+        return self._extra | {
             "status": self._status,
             "ping": self._ping,
             "burst": self._burst,

@@ -46,6 +46,7 @@ from kernel.backoff import RestartBackoff
 from kernel.bridge import ProcessBridge
 from kernel.caps import CapabilityStore
 from kernel.messages import MessageState
+from kernel.modules import ModuleHost, RuntimeModule
 from kernel.queue import INBOX_BYTES, INBOX_MESSAGES, Inbox, WrappedError
 from kernel.state import SqliteStateStore, StateStore
 from kernel.states import Event, State
@@ -93,7 +94,7 @@ class _Endpoint:
             fut.set_result(error)
 
 
-class Kernel:
+class Kernel(ModuleHost):
     """The kernel of one node. Create it and :meth:`start` it on the node's loop.
 
     ``runtime_factory`` makes a process's runtime from its wasm path (the Wasm host's job);
@@ -125,6 +126,7 @@ class Kernel:
         self.inbox_messages = inbox_messages
         self.inbox_bytes = inbox_bytes
         self._endpoints: dict[ProcessId, _Endpoint] = {}
+        self._modules: dict[ProcessId, RuntimeModule] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -289,11 +291,31 @@ class Kernel:
         )
         await self._route(km)
 
+    def add_module(self, module: RuntimeModule) -> None:
+        """Serve ``module.pid`` with a runtime module (``timer``, ``state``, ``vfs``: see
+        :mod:`kernel.modules`); local messages to it reach ``module.received``."""
+        pid = module.pid
+        if pid in self.table or pid in self._endpoints or pid in self._modules:
+            raise ValueError(f"{pid} is taken")
+        module.attach(self)
+        self._modules[pid] = module
+
+    def module_send(self, km: KernelMessage) -> None:
+        self._spawn_task(self._route(km))
+
+    def module_has_capability(self, process: ProcessId, cap: Capability) -> bool:
+        return self.caps.has(process, cap)
+
+    def module_state(self) -> StateStore:
+        return self.state
+
     async def aclose(self) -> None:
         """Stop every process (without revoking caps), unregister them, close the state."""
         if self._closed:
             return
         self._closed = True
+        for module in self._modules.values():
+            module.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -671,7 +693,7 @@ class Kernel:
                 src.inbox.put_error(WrappedError(km.id, err))
 
     def _trusted(self, pid: ProcessId) -> bool:
-        return pid in EXEMPT or pid in self._endpoints
+        return pid in EXEMPT or pid in self._endpoints or pid in self._modules
 
     async def _route(self, km: KernelMessage) -> None:
         """Route a message from a local process or endpoint."""
@@ -692,6 +714,16 @@ class Kernel:
 
     def _route_local(self, km: KernelMessage) -> None:
         src, dst = km.source.process, km.target.process
+        module = self._modules.get(dst)
+        if module is not None:  # runtime modules are public to local senders
+            if not self._trusted(src) and src not in self.table:
+                self._refuse(km, f"message from unknown process {src}")
+                return
+            try:
+                module.received(km)
+            except Exception:  # a bug of ours in the module: the sender is not at fault
+                log.exception("runtime module failed (local error)", module=str(dst))
+            return
         ep = self._endpoints.get(dst)
         target = self.table.get(dst)
         if ep is None and target is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hnet.cli import demo, hns_cmd, info, interop_cmd, key_cmd, keygen, node_cmd, ping
+from hnet.cli import demo, hns_cmd, info, interop_cmd, key_cmd, keygen, node_cmd, ping, proc_cmd
 from hnet.cli.common import CliError, err
 
 
@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
         "WebSocket, HNS records).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for mod in (keygen, key_cmd, hns_cmd, node_cmd, ping, info, demo, interop_cmd):
+    for mod in (keygen, key_cmd, hns_cmd, node_cmd, ping, proc_cmd, info, demo, interop_cmd):
         mod.add_parser(sub)
     return parser
 

@@ -68,6 +68,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "other end, and never upgrade a routed QUIC session to a direct one (hole punching, "
         "docs/quic.md §11.13; on by default)",
     )
+    p.add_argument(
+        "--package",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="install and start this package (metadata.json and pkg/ with manifest.json and "
+        "the .wasm files; repeatable); installed packages start again on every restart",
+    )
     p.add_argument("--log-json", action="store_true", help="log JSON lines to stderr")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
@@ -161,10 +169,19 @@ async def _main(config: NodeConfig, args: argparse.Namespace) -> int:
         cause = e.__cause__
         wrong_chain = isinstance(cause, PkiStartError) and isinstance(cause.error, ChainIdMismatch)
         raise CliError(str(e), EXIT_USAGE if wrong_chain else EXIT_FAIL) from None
-    control = ControlServer(node, socket_path(config.home), stop.set)
+    from kernel.boot import start_kernel
+    from kernel.packages import PackageError
+
+    try:
+        stack = await start_kernel(node, config.home, [Path(p) for p in args.package])
+    except PackageError as e:
+        await node.aclose()
+        raise CliError(str(e), EXIT_USAGE) from None
+    control = ControlServer(node, socket_path(config.home), stop.set, extra_ops=stack.ops())
     try:
         await control.start()
     except OSError as e:
+        await stack.aclose()
         await node.aclose()
         raise CliError(f"control socket {socket_path(config.home)}: {e.strerror}") from None
     try:
@@ -172,5 +189,6 @@ async def _main(config: NodeConfig, args: argparse.Namespace) -> int:
     finally:
         log.info("shutting down", name=config.name)
         await control.aclose()
+        await stack.aclose()
         await node.aclose()
     return EXIT_OK
