@@ -8,7 +8,7 @@ packages does not pay for it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +33,7 @@ class _LazyHost:
         self._host: WasmHost | None = None
         self._lock = threading.Lock()
 
-    def __call__(self, wasm: bytes) -> ProcessRuntime:
+    def __call__(self, wasm: bytes, on_output: Callable[[str, bytes], None]) -> ProcessRuntime:
         with self._lock:
             if self._host is None:
                 from kernel.wasm import WasmHost
@@ -41,7 +41,7 @@ class _LazyHost:
                 self._cache_dir.mkdir(parents=True, exist_ok=True)
                 self._host = WasmHost(cache_dir=self._cache_dir)
             host = self._host
-        return host.runtime(wasm)
+        return host.runtime(wasm, on_output=on_output)
 
     def close(self) -> None:
         with self._lock:

@@ -210,6 +210,12 @@ class Kernel(ModuleHost):
         entry = self.table.get(pid)
         return "" if entry is None else entry.output.contents()
 
+    def process_output(self, process: ProcessId, text: str) -> None:
+        """Add ``text`` to a process's output ring (a runtime's stdout/stderr; any thread)."""
+        entry = self.table.get(process)
+        if entry is not None:
+            entry.output.write(text)
+
     def grant_capabilities(self, process: ProcessId, caps: Iterable[Capability]) -> bool:
         """Give ``process`` these caps (signed by us): the installer's grant_capabilities."""
         if process not in self.table:

@@ -45,6 +45,9 @@ MAX_WASM_BYTES = 128 * 1024 * 1024
 
 MESSAGING = '"messaging"'
 
+#: ``(wasm bytes, on_output(stream, data))`` -> the process's runtime
+MakeRuntime = Callable[[bytes, Callable[[str, bytes], None]], ProcessRuntime]
+
 
 class PackageError(Exception):
     """A package that cannot be read or installed; the message is one line for the user."""
@@ -235,14 +238,14 @@ def load_package(root: Path) -> Package:
 class Packages:
     """A node's installed packages: its drives, its persisted copies, the runtime factory.
 
-    ``make_runtime(wasm_bytes)`` is the Wasm host's (``WasmHost().runtime``); it is given to
+    ``make_runtime(wasm_bytes, on_output)`` is the Wasm host's (``WasmHost().runtime``, whose
+    ``on_output(stream, data)`` sees the guest's stdout and stderr: they go to the process's
+    output ring, like the reference's printouts); ``runtime_factory`` is given to
     the kernel as its ``runtime_factory`` (wasm paths are drive paths, as the reference's
     ``spawn`` takes them).
     """
 
-    def __init__(
-        self, kernel: Kernel, home: Path, make_runtime: Callable[[bytes], ProcessRuntime]
-    ) -> None:
+    def __init__(self, kernel: Kernel, home: Path, make_runtime: MakeRuntime) -> None:
         self.kernel = kernel
         self.dir = home / "kernel" / "packages"
         self.drives = Drives()
@@ -250,13 +253,18 @@ class Packages:
         self._make_runtime = make_runtime
         kernel.runtime_factory = self.runtime_factory
 
-    def runtime_factory(self, _pid: ProcessId, wasm_path: str) -> ProcessRuntime:
+    def runtime_factory(self, pid: ProcessId, wasm_path: str) -> ProcessRuntime:
         """A process's runtime from its drive path (called off the loop, on each start)."""
         file = self.drives.resolve(wasm_path)
         size = file.stat().st_size
         if size > MAX_WASM_BYTES:
             raise FileNotFoundError(f"{wasm_path}: {size} bytes (at most {MAX_WASM_BYTES})")
-        return self._make_runtime(file.read_bytes())
+        kernel = self.kernel
+
+        def output(stream: str, data: bytes) -> None:
+            kernel.process_output(pid, data.decode(errors="replace"))
+
+        return self._make_runtime(file.read_bytes(), output)
 
     async def boot(self) -> list[ProcessId]:
         """Start every package installed before (after a restart of the node)."""
