@@ -767,7 +767,10 @@ SESSION_TAGS = {
     "raw_tcp_bulk": {"raw"},
     "noise_tcp_bulk": {"tcp"},
 }
-ONLY_TAGS = ("raw", "tcp", "ws", "nodes", "quic")
+ONLY_TAGS = ("raw", "tcp", "ws", "nodes", "quic", "kernel")
+#: ``--only`` tags that name a section of its own module instead of lines here (opt-in: a
+#: default run leaves them out): ``kernel`` is bench/kernel_bench.py.
+OWN_SECTIONS = {"kernel"}
 
 
 def build(nodes: NodeCluster, ep: Endpoint | None = None) -> list[Bench]:
@@ -1091,7 +1094,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         metavar="TAGS",
         help=f"comma-separated, from {', '.join(ONLY_TAGS)}: run only the lines of those "
-        "transports (plus the raw yardsticks they are compared with); e.g. --only quic",
+        "transports (plus the raw yardsticks they are compared with); e.g. --only quic. "
+        "kernel (only when asked for): bench/kernel_bench.py, its JSON kernel.json beside --json",
     )
     p.add_argument(
         "--hol-gap",
@@ -1128,8 +1132,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def kernel_section(args: argparse.Namespace) -> int:
+    """``--only kernel``: bench/kernel_bench.py with this run's --quick, --rounds, --no-pin."""
+    from bench import kernel_bench
+
+    argv = ["--json", str(args.json.with_name("kernel.json"))]
+    argv += ["--quick"] if args.quick else []
+    argv += ["--rounds", str(args.rounds)] if args.rounds else []
+    argv += ["--no-pin"] if args.no_pin else []
+    return kernel_bench.main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    own = OWN_SECTIONS & (args.only or set())
+    if own:
+        args.only -= own
+        rc = main_sessions(args) if args.only else 0
+        return rc or kernel_section(args)
+    return main_sessions(args)
+
+
+def main_sessions(args: argparse.Namespace) -> int:
     if args.loop == "asyncio":
         os.environ["HNET_LOOP"] = "asyncio"  # inherited by the node processes
     elif args.loop == "uvloop":

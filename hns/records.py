@@ -190,14 +190,20 @@ class NodeRecord:
         """``NodeRecord(...)`` for ``ips`` and ``routers`` already tuples (``ports`` is copied),
         without the generated ``__init__``'s and ``__post_init__``'s extra steps (the indexer
         builds one per changed name)."""
-        rec = object.__new__(cls)
-        setattr_ = object.__setattr__
-        setattr_(rec, "name", name)
-        setattr_(rec, "namehash", namehash)
-        setattr_(rec, "net_key", net_key)
-        setattr_(rec, "ips", ips)
-        setattr_(rec, "ports", dict(ports))
-        setattr_(rec, "routers", routers)
+        if cls is not NodeRecord:  # pragma: no cover - a subclass: the generic way
+            rec = object.__new__(cls)
+            for field_name, value in zip(
+                _FIELDS, (name, namehash, net_key, ips, dict(ports), routers), strict=True
+            ):
+                object.__setattr__(rec, field_name, value)
+            return rec
+        rec = _new(cls)
+        _set_name(rec, name)  # the slots' own setters: no lookup by name, no frozen check
+        _set_namehash(rec, namehash)
+        _set_net_key(rec, net_key)
+        _set_ips(rec, ips)
+        _set_ports(rec, dict(ports))
+        _set_routers(rec, routers)
         return rec
 
     @property
@@ -223,3 +229,10 @@ class NodeRecord:
     def net_key_bytes(self) -> bytes | None:
         """The 32-byte networking key, or None."""
         return bytes.fromhex(self.net_key) if self.net_key else None
+
+
+_FIELDS = ("name", "namehash", "net_key", "ips", "ports", "routers")
+_new = object.__new__
+_set_name, _set_namehash, _set_net_key, _set_ips, _set_ports, _set_routers = (
+    NodeRecord.__dict__[f].__set__ for f in _FIELDS
+)

@@ -35,6 +35,7 @@ from hns.events import (
     HYPERMAP_CHAIN_ID,
     HYPERMAP_FIRST_BLOCK,
     LogMeta,
+    gc_paused,
     mint_log,
     note_log,
 )
@@ -115,9 +116,13 @@ class Registry:
         return [c for *_, c in caches]
 
     def _load(self) -> tuple[Indexer, int]:
-        caches = self._read_all()
-        indexer = Indexer(contract=self.contract)
-        indexer.feed_all(ordered_logs(caches))
+        # One pause of the cyclic collector over the whole load (hns.events.gc_paused): the
+        # files' logs, hundreds of thousands of containers, are all freed by reference counting
+        # when this returns, so the collector never has to traverse them.
+        with gc_paused():
+            caches = self._read_all()
+            indexer = Indexer(contract=self.contract)
+            indexer.feed_all(ordered_logs(caches))
         last = max((c.metadata.to_block_number for c in caches), default=HYPERMAP_FIRST_BLOCK)
         return indexer, max(last, HYPERMAP_FIRST_BLOCK)
 
