@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 __all__ = ["ProcessBridge"]
 
 log = structlog.get_logger(component="kernel")
+
+#: requests of one process awaiting responses at once (each holds its context until its
+#: response or its timeout); one more crashes the process (a guest bug, contained)
+MAX_CONTEXTS = 65_536
 T = TypeVar("T")
 
 #: trusted capabilities a process received in messages and may save (the newest kept)
@@ -232,6 +236,9 @@ class ProcessBridge:
         context: bytes | None,
         blob: LazyLoadBlob | None,
     ) -> None:
+        if request.expects_response is not None and len(self.messages.contexts) >= MAX_CONTEXTS:
+            # each awaits its timer, which a guest may set to years: a bound, not a leak
+            raise ProcessCrashed(f"over {MAX_CONTEXTS} requests awaiting their responses")
         new = self.messages.new_request(target, request, context, blob)
         self._send(new.km, new.timeout, new.token)
 
