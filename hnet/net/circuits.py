@@ -217,8 +217,13 @@ class Circuits:
             self.router.hop_closed(session)
 
     def _carries(self, hop: _Hop) -> bool:
-        """Circuits of ours, or that we route, run over this hop."""
+        """Circuits of ours, or that we route, run over this hop; or it is our connection to
+        one of our routers (an indirect node's lifeline: a router killed without a word must
+        be noticed in seconds, not at QUIC's idle timeout, so that we redial it)."""
         if hop.ends:
+            return True
+        s = hop.session
+        if s.initiator and not s.retired and s.peer_name in self.our_routers:
             return True
         return self.router is not None and self.router.carries(hop.session)
 
