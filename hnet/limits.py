@@ -75,6 +75,9 @@ SESSION_RETIRE_GRACE = 5.0
 MAX_PEERS = 1_024
 #: Most handshakes in progress at once (inbound). Bounds pre-authentication work.
 MAX_PENDING_HANDSHAKES = 256
+#: Of those, at most this many from one source (an IPv4 address or an IPv6 /64): a slowloris
+#: from one host keeps three quarters of the slots for everyone else (hnet/transport/gate.py).
+MAX_PENDING_PER_SOURCE = MAX_PENDING_HANDSHAKES // 4
 #: Simultaneous open: an inbound session from a peer we dialled ourselves less than this long
 #: ago is the peer's half of a simultaneous open, settled by name (docs/architecture.md).
 SIMULTANEOUS_OPEN_WINDOW = 2 * HANDSHAKE_TIMEOUT

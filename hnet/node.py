@@ -643,7 +643,8 @@ class Node:
         gate = self.listeners.gate
         lines.append(
             f"handshakes in progress {gate.pending}, "
-            f"failed {self.listeners.stats['handshake_failures']}, refused {gate.refused}; "
+            f"failed {self.listeners.stats['handshake_failures']}, refused {gate.refused} "
+            f"({gate.refused_source} for their source's share, {gate.sources} sources now); "
             f"outstanding requests {len(self._tracker)}; hellos answered {self.net.hellos}"
         )
         return "\n".join(lines)

@@ -126,6 +126,7 @@ class RawTcpPeer:
         target: str,
         registry_path: Path,
         routing_request: bytes | None = None,
+        local_addr: tuple[str, int] | None = None,
     ) -> RawTcpPeer:
         registry = Registry(registry_path)
 
@@ -133,7 +134,7 @@ class RawTcpPeer:
             rec = registry.lookup(name)
             return rec.net_key_bytes if rec else None
 
-        reader, writer = await asyncio.open_connection(host, port)
+        reader, writer = await asyncio.open_connection(host, port, local_addr=local_addr)
         hs = PeerHandshake(
             initiator=True, our_name=our_name, signing_key=key, lookup=lookup, expected_peer=target
         )

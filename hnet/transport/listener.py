@@ -150,19 +150,25 @@ class Listeners:
     def _acceptor(self, kind: str) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]:
         def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             # The slot is taken before anything is read: the WS upgrade counts too (§3).
-            if not self.gate.try_enter():
+            peer = writer.get_extra_info("peername")
+            source = str(peer[0]) if peer else None
+            if not self.gate.try_enter(source):
                 writer.close()
                 return
             try:
-                self._sup.spawn(self._accept(kind, reader, writer), name=f"accept {kind}")
+                self._sup.spawn(self._accept(kind, reader, writer, source), name=f"accept {kind}")
             except RuntimeError:  # shutting down
-                self.gate.leave()
+                self.gate.leave(source)
                 writer.close()
 
         return accepted
 
     async def _accept(
-        self, kind: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        kind: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        source: str | None = None,
     ) -> None:
         """One inbound TCP or WS connection: handshake (or route) within the deadline."""
         cfg = self._config
@@ -198,7 +204,7 @@ class Listeners:
                     else:
                         session = result
             finally:
-                self.gate.leave()
+                self.gate.leave(source)
         except RoutingRefused:
             writer.close()
             return

@@ -100,6 +100,8 @@ class _Driver:
         self.core = core
         self.send = send
         self.remote: qb.Addr | None = None
+        #: the host a pending inbound handshake is charged to (the listener's gate)
+        self.gate_source: str | None = None
         self.session: QuicSession | None = None
         self.inbox: deque[MessageReceived] = deque()
         #: circuit stream data that came before the session existed (handed to it at once)
@@ -880,18 +882,19 @@ class QuicListener:
             )
             self.stats["retries_sent"] += 1
             return
-        if not self._gate.try_enter():
+        if not self._gate.try_enter(addr[0]):
             self.stats["busy_drops"] += 1
             return
         try:
             responder = self._make_responder()
         except Exception as e:
-            self._gate.leave()
+            self._gate.leave(addr[0])
             log.error("cannot make a responder handshake (local error)", error=repr(e))
             return
         core = NoiseQuicConnection(be.server(original_dcid, retry_scid), responder)
         drv = _Driver(core, self._udp.sendto)
         drv.remote = addr
+        drv.gate_source = addr[0]
         drv.on_handshake = self._handshake_done
         drv.on_key_needed = self._key_needed
         drv.on_cid_issued = self._cid_issued
@@ -918,7 +921,7 @@ class QuicListener:
     def _unpend(self, drv: _Driver) -> asyncio.TimerHandle | None:
         timer = self._pending.pop(drv, None)
         if timer is not None:
-            self._gate.leave()
+            self._gate.leave(drv.gate_source)
         return timer
 
     def _handshake_expired(self, drv: _Driver) -> None:
