@@ -407,9 +407,12 @@ class WsSession(Session):
         ws, conn = self._ws, self._conn
         while True:
             # Events first: messages may have arrived right behind the handshake.
-            if await deliver_events(
-                self, conn, deliver, lambda: ws.close_reason or "closed by peer"
-            ) or self.closed:
+            if (
+                await deliver_events(
+                    self, conn, deliver, lambda: ws.close_reason or "closed by peer"
+                )
+                or self.closed
+            ):
                 return
             try:
                 item = await ws.recv()
