@@ -372,6 +372,92 @@ def _opening_seeds() -> list[bytes]:
     return [b"\x00\x14", b"\x00\x00\x01", b"\x00\x00\x02", b"\xff\xff\xff"]
 
 
+# --- the WIT value glue (guest values lifted by wasmtime, kernel/wasm/convert.py) -----------------
+
+_WIT_FIELDS = (
+    "process-name", "package-name", "publisher-node", "node", "process", "issuer", "params",
+    "mime", "bytes", "inherit", "expects-response", "body", "metadata", "capabilities",
+)  # fmt: skip
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            return 0
+        self.pos += 1
+        return self.data[self.pos - 1]
+
+    def take(self, n: int) -> bytes:
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+
+def _guest_value(r: _Reader, depth: int = 0) -> object:
+    """A value shaped like what wasmtime-py lifts (Record, tuple, list, str, bytes, int, bool,
+    None), chosen by the input: well-formed records as often as the fuzzer finds them."""
+    from wasmtime.component import Record
+
+    kind = r.byte() % (8 if depth < 6 else 5)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return bool(r.byte() & 1)
+    if kind == 2:
+        return int.from_bytes(r.take(8), "big", signed=True)
+    if kind == 3:
+        return r.take(r.byte()).decode(errors="replace")
+    if kind == 4:
+        return r.take(r.byte() * 4)
+    n = r.byte() % 5
+    if kind == 5:
+        return [_guest_value(r, depth + 1) for _ in range(n)]
+    if kind == 6:
+        return tuple(_guest_value(r, depth + 1) for _ in range(n))
+    rec = Record()
+    for _ in range(n + 1):
+        setattr(rec, _WIT_FIELDS[r.byte() % len(_WIT_FIELDS)], _guest_value(r, depth + 1))
+    return rec
+
+
+def check_wit_glue(data: bytes) -> None:
+    """Every ``*_from_wit`` on a value built from the input: a value or GuestError, nothing
+    else; and what is accepted lowers back and lifts to the same thing."""
+    from kernel.wasm import convert as cv
+
+    lifts = [
+        (cv.process_id_from_wit, cv.process_id_to_wit),
+        (cv.address_from_wit, cv.address_to_wit),
+        (cv.capability_from_wit, None),
+        (cv.capability_list_from_wit, None),
+        (cv.blob_from_wit, cv.blob_to_wit),
+        (cv.context_from_wit, None),
+        (cv.request_from_wit, cv.request_to_wit),
+        (cv.response_from_wit, cv.response_to_wit),
+        (cv.message_from_wit, cv.message_to_wit),
+        (cv.on_exit_from_wit, cv.on_exit_to_wit),
+    ]
+    if not data:
+        return
+    lift, lower = lifts[data[0] % len(lifts)]
+    value = _guest_value(_Reader(data[1:]))
+    try:
+        got = lift(value)
+    except cv.GuestError:
+        return
+    if lower is not None and got is not None:
+        assert lift(lower(got)) == got, f"{lift.__name__}: lowering and lifting changed it"  # type: ignore[operator]
+
+
+def _wit_seeds() -> list[bytes]:
+    # a process id record: three string fields (kind 3), then an address around it
+    pid = b"\x07\x02" + b"\x00\x03\x01p" + b"\x01\x03\x01k" + b"\x02\x03\x01u"
+    return [b"\x00" + pid, b"\x01\x07\x01\x03\x03\x04a.os\x04" + pid, b"\x04\x00"]
+
+
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
@@ -390,5 +476,6 @@ TARGETS: dict[str, Target] = {
         Target("hypermap_logs", check_hypermap_logs, seeds_hypermap, "Mint/Note logs, notes"),
         Target("cacher_file", check_cacher_file, seeds_cacher, "hypermap-cacher files"),
         Target("control_line", check_control_line, seeds_control, "control-socket JSON"),
+        Target("wit_glue", check_wit_glue, _wit_seeds, "guest values lifted from Wasm"),
     )
 }

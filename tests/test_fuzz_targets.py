@@ -32,6 +32,7 @@ PARSERS = {
     "hypermap_logs",
     "cacher_file",
     "control_line",
+    "wit_glue",
 }
 
 
