@@ -78,9 +78,7 @@ class Registration:
         self._wake = asyncio.Event()
         self.dropped = 0
         self.delivered = 0
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"process {process}"
-        )
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"process {process}")
 
     def put(self, d: Delivery) -> bool:
         """Queue ``d`` for the handler without waiting; False (and logged) if full."""
