@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from pathlib import Path
 from typing import Any
@@ -261,3 +263,24 @@ def test_hkdf_rfc_shape() -> None:
     assert out[:2] == prim.hkdf(bytes(32), b"ikm", 2)
     with pytest.raises(ValueError):
         prim.hkdf(bytes(32), b"", 4)
+
+
+@pytest.mark.parametrize("key_len", [0, 1, 32, 64, 65, 200])
+@pytest.mark.parametrize("data_len", [0, 1, 33, 500])
+def test_hmac_matches_stdlib(key_len: int, data_len: int) -> None:
+    """The written-out HMAC-BLAKE2s equals :func:`hmac.new` for keys shorter and longer than
+    a block (a longer key is hashed first)."""
+    key = bytes((i * 7 + 3) % 256 for i in range(key_len))
+    data = bytes((i * 13 + 1) % 256 for i in range(data_len))
+    assert prim.hmac_hash(key, data) == hmac.new(key, data, hashlib.blake2s).digest()
+
+
+def test_loaded_key_dh_matches_raw() -> None:
+    a, b = bytes(range(1, 33)), bytes(range(40, 72))
+    ka = prim.private_key(a)
+    assert prim.public_bytes(ka) == prim.public_key(a)
+    assert prim.dh_key(ka, prim.public_key(b)) == prim.dh(b, prim.public_key(a))
+    with pytest.raises(NoiseError):
+        prim.private_key(a[:31])
+    with pytest.raises(NoiseError):
+        prim.dh_key(ka, bytes(31))

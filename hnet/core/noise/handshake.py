@@ -22,12 +22,13 @@ from hnet.core.noise.primitives import (
     HASHLEN,
     TAGLEN,
     BytesLike,
-    dh,
+    dh_key,
     generate_private_key,
     hash2,
     hash_,
     hkdf,
-    public_key,
+    private_key,
+    public_bytes,
 )
 from hnet.limits import NOISE_MAX_MESSAGE
 
@@ -126,12 +127,13 @@ class XXHandshake:
         if ephemeral_private is not None and len(ephemeral_private) != DHLEN:
             raise NoiseError("ephemeral private key must be 32 bytes")
         self._initiator = initiator
-        self._s = bytes(static_private)
-        self._s_pub = public_key(self._s)
-        self._e = (
+        # Key objects, loaded once: each load costs about as much as an exchange.
+        self._s = private_key(bytes(static_private))
+        self._s_pub = public_bytes(self._s)
+        self._e = private_key(
             bytes(ephemeral_private) if ephemeral_private is not None else generate_private_key()
         )
-        self._e_pub = public_key(self._e)
+        self._e_pub = public_bytes(self._e)
         self._re: bytes | None = None
         self._rs: bytes | None = None
         self._index = 0
@@ -227,14 +229,14 @@ class XXHandshake:
         if self._index == 1:  # <- e, ee, s, es   (we are the responder)
             assert self._re is not None
             ss.mix_hash(self._e_pub)
-            ss.mix_key(dh(self._e, self._re))  # ee
+            ss.mix_key(dh_key(self._e, self._re))  # ee
             enc_s = ss.encrypt_and_hash(self._s_pub)
-            ss.mix_key(dh(self._s, self._re))  # es (responder side: DH(s, re))
+            ss.mix_key(dh_key(self._s, self._re))  # es (responder side: DH(s, re))
             return [self._e_pub, enc_s]
         # -> s, se   (we are the initiator)
         assert self._re is not None
         enc_s = ss.encrypt_and_hash(self._s_pub)
-        ss.mix_key(dh(self._s, self._re))  # se
+        ss.mix_key(dh_key(self._s, self._re))  # se
         return [enc_s]
 
     def _read_tokens(self, view: memoryview) -> memoryview:
@@ -246,14 +248,14 @@ class XXHandshake:
         if self._index == 1:  # <- e, ee, s, es   (we are the initiator)
             self._re = bytes(view[:DHLEN])
             ss.mix_hash(self._re)
-            ss.mix_key(dh(self._e, self._re))  # ee
+            ss.mix_key(dh_key(self._e, self._re))  # ee
             rs = ss.decrypt_and_hash(view[DHLEN : DHLEN + DHLEN + TAGLEN])
-            ss.mix_key(dh(self._e, rs))  # es (initiator side: DH(e, rs))
+            ss.mix_key(dh_key(self._e, rs))  # es (initiator side: DH(e, rs))
             self._rs = rs
             return view[DHLEN + DHLEN + TAGLEN :]
         # -> s, se   (we are the responder)
         rs = ss.decrypt_and_hash(view[: DHLEN + TAGLEN])
-        ss.mix_key(dh(self._e, rs))  # se (responder side: DH(e, rs))
+        ss.mix_key(dh_key(self._e, rs))  # se (responder side: DH(e, rs))
         self._rs = rs
         return view[DHLEN + TAGLEN :]
 
