@@ -108,6 +108,8 @@ class Node:
         self.started = time.time()
         self._sup = Supervisor(f"node {config.name}")
         self._tracker = RequestTracker()
+        #: the loop the node was started on (set by start; requests reuse it)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.budget = ByteBudget(config.send_budget)
         self.processes = ProcessTable()
         self.peers = PeerTable(
@@ -223,6 +225,7 @@ class Node:
         self._up = True
 
     async def _start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         try:
             await self.pki.start()
         except PkiStartError as e:
@@ -532,9 +535,11 @@ class Node:
     ) -> Reply:
         """Send a request and wait for its response; ``timeout`` covers both the send (room in
         the queues, the write) and the wait. Raises :class:`SendFailed` (Offline, Timeout)."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout  # the loop's clock is time.monotonic
-        rid, fut = self._tracker.open(target.node)
+        rid, fut = self._tracker.open(target.node, loop)
         timer = loop.call_at(deadline, self._tracker.expire, rid, timeout)
         km = KernelMessage(
             id=rid,

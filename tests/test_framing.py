@@ -417,3 +417,24 @@ def test_failed_feed_releases_caller_buffer() -> None:
         wire += b"resize"
     else:
         raise AssertionError("bad tag accepted")
+
+
+def test_tcp_whole_single_messages_fed_one_at_a_time() -> None:
+    """The one-message-per-read fast path: the same results and errors as the general parser."""
+    a, b = tcp_pair()
+    for i in range(1, 50):
+        assert b.feed(a.encrypt_message(bytes([i]) * i)) == [bytes([i]) * i]
+    _, b = tcp_pair()  # a zero-length claim shaped as a whole message (16-byte chunk)
+    with pytest.raises(FramingError, match="zero-length"):
+        b.feed(u32(0) + u16(16) + CipherState(K1).encrypt(b""))
+    small_a = TcpTransport(CipherState(K1), CipherState(K2))
+    small_b = TcpTransport(CipherState(K2), CipherState(K1), max_message=10)
+    with pytest.raises(FramingError, match="exceeds"):
+        small_b.feed(small_a.encrypt_message(b"x" * 11))
+    a, b = tcp_pair()
+    wire = bytearray(a.encrypt_message(b"tampered"))
+    wire[-1] ^= 0x80
+    with pytest.raises(FramingError, match="decrypt"):
+        b.feed(bytes(wire))
+    with pytest.raises(FramingError, match="already failed"):
+        b.feed(a.encrypt_message(b"next"))

@@ -60,7 +60,7 @@ import enum
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal
 
 from hnet.core.framing.errors import FramingError
 from hnet.core.framing.tcp import (
@@ -276,6 +276,8 @@ class StreamConnection:
         #: handshake messages received so far (the responder's first frame included)
         self._received = 0
         self._transport: TcpTransport | WsTransport | None = None
+        #: the TCP transport while OPEN (the hot paths' one check), else None
+        self._tcp_open: TcpTransport | None = None
         # TCP: frames of the handshake phase; what follows the last one stays in it
         self._reader = HandshakeFrameReader(max_len=HANDSHAKE_MAX_MESSAGE, max_frames=1)
         # WS: messages that arrived while the initiator's key was looked up
@@ -323,6 +325,8 @@ class StreamConnection:
         if new is None:
             raise LocalProtocolError(f"{what.value} is not possible in state {self._state.name}")
         self._state = new
+        if new is not State.OPEN:
+            self._tcp_open = None
 
     def next_event(self) -> Event | None:
         """The next event, or None when there is none until more input arrives."""
@@ -374,10 +378,11 @@ class StreamConnection:
         ``data`` directly instead of as events (the hot path of an open session). None when
         it does not apply: then call :meth:`receive_data`. A framing error leaves a
         ProtocolError event (and returns no messages), exactly as :meth:`receive_data` would."""
-        if self._state is not State.OPEN or self._events or not data or not self._tcp:
+        tcp = self._tcp_open
+        if tcp is None or self._events or not data:
             return None
         try:
-            return cast(TcpTransport, self._transport).feed(data)
+            return tcp.feed(data)
         except FramingError as e:
             self._fail(RemoteProtocolError(f"framing: {e}"))
             return []
@@ -457,10 +462,11 @@ class StreamConnection:
         """TCP, OPEN, nothing else waiting to be sent: :meth:`send_message` returning the
         framed, encrypted message itself (the hot path of an open session) instead of adding
         it to :meth:`data_to_send`. None where that does not apply (then use send_message)."""
-        if self._state is not State.OPEN or self._out or not self._tcp:
+        tcp = self._tcp_open
+        if tcp is None or self._out:
             return None
         try:
-            return cast(TcpTransport, self._transport).encrypt_message(plaintext)
+            return tcp.encrypt_message(plaintext)
         except FramingError as e:  # our own message: empty, too large, nonces exhausted
             raise LocalProtocolError(f"cannot send: {e}") from None
 
@@ -547,7 +553,7 @@ class StreamConnection:
             HandshakeComplete(hs.peer_name, False if hs.initiator else hs.peer_proxy_request)
         )
         if self._tcp:
-            tcp = self._transport = TcpTransport(send, recv, self._max_message)
+            tcp = self._transport = self._tcp_open = TcpTransport(send, recv, self._max_message)
             rest = self._reader.take_remaining()
             if rest:
                 try:
@@ -588,7 +594,7 @@ class StreamConnection:
     def _release(self, reason: str) -> None:
         """CLOSED: drop every buffer (a partial message of up to MESSAGE_MAX_SIZE included)."""
         self.close_reason = reason
-        self._transport = None
+        self._transport = self._tcp_open = None
         self._reader = HandshakeFrameReader(max_len=0, max_frames=0)
         self._early = []
         self._early_cost = 0

@@ -237,6 +237,8 @@ class PeerTable:
         self.retire_grace = retire_grace
         self.queue_bytes = queue_bytes
         self._peers: OrderedDict[str, Peer] = OrderedDict()
+        #: the peer last moved to the end of ``_peers`` (touching it again needs no move)
+        self._mru: Peer | None = None
         self._closing = False
         self._room = asyncio.Event()
         self._waiting = 0
@@ -663,12 +665,14 @@ class PeerTable:
 
     def _touch(self, peer: Peer) -> None:
         peer.last_active = time.monotonic()
-        if self._peers.get(peer.name) is peer:
+        if peer is not self._mru and self._peers.get(peer.name) is peer:
             self._peers.move_to_end(peer.name)
+            self._mru = peer  # the table's last entry, until another peer is touched or added
 
     def _add(self, name: str) -> Peer:
         peer = Peer(name=name, dial_queue=SendQueue(self.queue_bytes, self.budget))
         self._peers[name] = peer
+        self._mru = peer
         while len(self._peers) > self.max_peers:
             victim_name, victim = next(iter(self._peers.items()))
             if victim is peer:
@@ -685,6 +689,8 @@ class PeerTable:
             and self._peers.get(peer.name) is peer
         ):
             del self._peers[peer.name]
+            if self._mru is peer:
+                self._mru = None
 
     def _close_peer(self, peer: Peer, event: PeerEvent, reason: str) -> None:
         if peer.state is PeerState.CLOSED:
@@ -692,6 +698,8 @@ class PeerTable:
         peer.fire(event)
         if self._peers.get(peer.name) is peer:
             del self._peers[peer.name]
+        if self._mru is peer:
+            self._mru = None
         if peer.dial is not None:
             peer.dial.cancel()
             peer.dial = None

@@ -53,14 +53,18 @@ class RequestTracker:
         """The most requests that were outstanding at once since the tracker was made."""
         return self._high_water
 
-    def open(self, target_node: str) -> tuple[int, asyncio.Future[Reply]]:
+    def open(
+        self, target_node: str, loop: asyncio.AbstractEventLoop | None = None
+    ) -> tuple[int, asyncio.Future[Reply]]:
+        """A new request id and the future its outcome goes to; ``loop``: the running loop,
+        when the caller has it (CPython 3.11's ``get_running_loop`` costs a system call)."""
         if len(self._pending) >= self._max:
             raise SendFailed(SendErrorKind.OFFLINE, "too many outstanding requests")
         while True:
             rid = self._ids.getrandbits(64)
             if rid not in self._pending:
                 break
-        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Reply] = (loop or asyncio.get_running_loop()).create_future()
         self._pending[rid] = _Pending(target_node, time.perf_counter(), fut)
         self._high_water = max(self._high_water, len(self._pending))
         return rid, fut

@@ -276,6 +276,17 @@ class TcpTransport:
         if self._broken:
             raise FramingError("transport already failed")
         try:
+            # The usual case: nothing pending and ``data`` is exactly one single-chunk message
+            # (length, chunk length = length + tag, ciphertext). The same checks as _feed.
+            if self._state == _HEADER and not self._buf and len(data) > 6:
+                claimed, ct_len = _U32_U16.unpack_from(data)
+                if ct_len == claimed + NOISE_TAG_LEN == len(data) - 6 and (
+                    0 < claimed <= self._max_message
+                ):
+                    try:
+                        return [self._recv.decrypt(data[6:])]
+                    except NoiseError as exc:
+                        raise FramingError(f"transport chunk failed to decrypt: {exc}") from exc
             return self._feed(data)
         except FramingError:
             self._fail()
