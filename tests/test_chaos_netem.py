@@ -13,6 +13,10 @@ otherwise (e.g. a kernel built without netem: "Error: Specified qdisc kind is un
 A second topology, ``loss-only``, drops 5 % of the packets arriving in each namespace with an
 nftables rule (``numgen random mod 100 < 5 drop``) instead: no delay, no reordering, but it
 needs only nft, so it runs on kernels without sch_netem.
+
+A third, ``tun``, is the netem impairment in user space: the namespaces are joined by two TUN
+devices and :mod:`hnet.testing.impair` between them, which delays every packet 100 ms ± 10 ms,
+drops 5 % and sends 25 % at once (reordered), each way. It needs only ``/dev/net/tun``.
 """
 
 from __future__ import annotations
@@ -21,16 +25,18 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from hnet import keys
-from hnet.testing import chaos, netns
+from hnet.testing import chaos, impair, netns
 from hnet.testing.cluster import Cluster, ClusterNode
 from hns import Registry
 
@@ -118,13 +124,63 @@ def netem_unavailable() -> str | None:
     return None
 
 
+@functools.cache
+def tun_unavailable() -> str | None:
+    """None if TUN devices can be made here (the ``tun`` link), else why not (one line)."""
+    if os.geteuid() != 0:
+        return "network namespaces and TUN devices need root"
+    if netns.find_tool("ip") is None:
+        return "`ip` (iproute2) is not installed"
+    try:
+        os.close(impair.open_tun(f"hp{os.getpid() % 100_000}"))
+    except OSError as e:
+        return f"no TUN device: {e.strerror or e}"
+    return None
+
+
+#: the user-space link's impairment (the netem default's figures)
+TUN_IMPAIRMENT = impair.Impairment(delay=0.1, jitter=0.01, loss=0.05, reorder=0.25)
+
+
 class Link:
-    """Two namespaces, one veth pair between them, netem (or the nft loss rule) on both ends."""
+    """Two namespaces, one veth pair between them with netem (or the nft loss rule) on both
+    ends; or, mode ``tun``, two TUN devices joined by the user-space impairment."""
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.ns = {"alice.os": _ns_name("a"), "bob.os": _ns_name("b")}
         self.created: list[str] = []
+        self.bridge: subprocess.Popen[str] | None = None
+        #: the bridge's counters, once closed (tun mode)
+        self.counters: dict[str, Any] = {}
+
+    def describe(self) -> str:
+        if self.mode == "tun":
+            return TUN_IMPAIRMENT.describe()
+        if self.mode == "loss-only":
+            return "nft: drop 5% of arriving packets"
+        return NETEM
+
+    def _tun_up(self) -> None:
+        imp = TUN_IMPAIRMENT
+        name = f"hi{os.getpid() % 100_000}"
+        self.bridge = subprocess.Popen(
+            [sys.executable, "-m", "hnet.testing.impair", name,
+             "--delay-ms", str(imp.delay * 1000), "--jitter-ms", str(imp.jitter * 1000),
+             "--loss", str(imp.loss), "--reorder", str(imp.reorder), "--max-seconds", "600"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.bridge.stdout is not None
+        deadline = time.monotonic() + 20
+        line = self.bridge.stdout.readline()  # "ready" or "error: ..."; it exits on error
+        if line.strip() != "ready" or time.monotonic() > deadline:
+            raise RuntimeError(f"impairment bridge did not start: {line.strip()!r}")
+        peers = {"alice.os": "bob.os", "bob.os": "alice.os"}
+        for i, (node, ns) in enumerate(self.ns.items()):
+            dev = f"{name}{i}"
+            self._ip("link", "set", "dev", dev, "netns", ns)
+            self._ip("-n", ns, "addr", "add", IPS[node], "peer", IPS[peers[node]], "dev", dev)
+            self._ip("-n", ns, "link", "set", "dev", dev, "up")
 
     def _ip(self, *args: str) -> None:
         r = _run(["ip", *args])
@@ -137,6 +193,9 @@ class Link:
             self.created.append(ns)
             self._ip("netns", "add", ns)
             self._ip("-n", ns, "link", "set", "dev", "lo", "up")
+        if self.mode == "tun":
+            self._tun_up()
+            return self
         self._ip("link", "add", "name", "v0", "netns", a, "type", "veth", "peer", "name", "v0",
                  "netns", b)  # fmt: skip
         for name, ns in self.ns.items():
@@ -155,6 +214,14 @@ class Link:
         return self
 
     def close(self) -> None:
+        if self.bridge is not None:
+            bridge, self.bridge = self.bridge, None
+            with contextlib.suppress(Exception):
+                out, _ = bridge.communicate("", timeout=10)  # stdin EOF: it prints its counters
+                self.counters = json.loads(out.strip().splitlines()[-1])
+            if bridge.poll() is None:
+                bridge.kill()
+                bridge.wait(5)
         for ns in reversed(self.created):
             with contextlib.suppress(Exception):
                 pids = _run(["ip", "netns", "pids", ns]).stdout.split()
@@ -165,12 +232,13 @@ class Link:
         self.created.clear()
 
 
-@pytest.fixture(scope="module", params=["netem", "loss-only"])
+@pytest.fixture(scope="module", params=["netem", "loss-only", "tun"])
 def lossy(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Cluster, Link]]:
     mode: str = request.param
-    reason = netem_unavailable() if mode == "netem" else nft_unavailable()
+    probe = {"netem": netem_unavailable, "loss-only": nft_unavailable, "tun": tun_unavailable}
+    reason = probe[mode]()
     if reason:
         pytest.skip(reason)
     root = tmp_path_factory.mktemp(f"chaos-{mode}")
@@ -203,6 +271,8 @@ def lossy(
     finally:
         c.stop_all()
         link.close()
+        if link.counters:
+            chaos.report(f"{mode}: the bridge's packet counters", link.counters)
 
 
 async def ping_run(c: Cluster, link: Link, via: str) -> dict[str, Any]:
@@ -225,7 +295,7 @@ async def ping_run(c: Cluster, link: Link, via: str) -> dict[str, Any]:
     status = await c.call("bob.os", {"op": "status"})
     return {
         "via": via,
-        "impairment": NETEM if link.mode == "netem" else "nft: drop 5% of arriving packets",
+        "impairment": link.describe(),
         "first_ping_with_handshake_ms": first.rtt_ms,
         "good_peer": good.figures(),
         "rss_kib": rss.thinned(8),
