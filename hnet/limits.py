@@ -78,6 +78,11 @@ MAX_PENDING_HANDSHAKES = 256
 #: Of those, at most this many from one source (an IPv4 address or an IPv6 /64): a slowloris
 #: from one host keeps three quarters of the slots for everyone else (hnet/transport/gate.py).
 MAX_PENDING_PER_SOURCE = MAX_PENDING_HANDSHAKES // 4
+#: When every slot is taken, a newcomer within its share evicts the oldest pending handshake
+#: of the heaviest source (at least as heavy as the newcomer would be) if that handshake is
+#: older than this: a slowloris spread over many sources cannot keep newcomers out, and a
+#: burst of connections does not cut handshakes that are still young (hnet/transport/gate.py).
+HANDSHAKE_EVICT_MIN_AGE = 1.0
 #: Simultaneous open: an inbound session from a peer we dialled ourselves less than this long
 #: ago is the peer's half of a simultaneous open, settled by name (docs/architecture.md).
 SIMULTANEOUS_OPEN_WINDOW = 2 * HANDSHAKE_TIMEOUT

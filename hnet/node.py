@@ -649,7 +649,8 @@ class Node:
         lines.append(
             f"handshakes in progress {gate.pending}, "
             f"failed {self.listeners.stats['handshake_failures']}, refused {gate.refused} "
-            f"({gate.refused_source} for their source's share, {gate.sources} sources now); "
+            f"({gate.refused_source} for their source's share, {gate.sources} sources now), "
+            f"evicted {gate.evicted}; "
             f"outstanding requests {len(self._tracker)}; hellos answered {self.net.hellos}"
         )
         return "\n".join(lines)

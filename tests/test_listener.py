@@ -112,6 +112,31 @@ async def test_gate_caps_half_open_tcp_and_ws_together(book: Book) -> None:
         assert gate.pending == 0 and gate.refused == 2
 
 
+async def test_gate_full_of_many_sources_evicts_the_oldest_for_a_newcomer(book: Book) -> None:
+    """A slowloris spread over 8 source addresses, each within its share, fills the gate; a
+    newcomer still completes its handshake: the oldest half-open connection is cut for it."""
+    bob, alice = book.add("bob.os"), book.add("alice.os")
+    gate = HandshakeGate(limit=8, per_source=4, evict_min_age=0.3)
+    async with Served(book, bob, gate=gate, handshake_timeout=30.0) as served:
+        held = []
+        for i in range(8):
+            held.append(
+                await asyncio.open_connection(
+                    HOST, served.ports["tcp"], local_addr=(f"127.0.0.{i + 2}", 0)
+                )
+            )
+            await until(lambda: gate.pending == len(held), "the half-open one counted")
+        assert gate.sources == 8
+        await asyncio.sleep(0.35)  # all of them older than evict_min_age now
+        session = await good_session(served, "tcp", alice)  # from 127.0.0.1: a ninth source
+        assert await echo(session) == b"ping"
+        assert gate.evicted == 1 and gate.refused == 0
+        assert await eof_within(held[0][0], DEADLINE) < DEADLINE  # the oldest was cut
+        for _, w in held:
+            w.close()
+        await until(lambda: gate.pending == 0, "slots released")
+
+
 async def test_gate_slot_released_on_timeout(book: Book) -> None:
     """The handshake deadline runs from the TCP accept and covers the WS upgrade."""
     bob = book.add("bob.os")

@@ -34,7 +34,7 @@ from hnet.log import get_logger
 from hnet.supervisor import Supervisor
 from hnet.transport import tcp as tcp_transport
 from hnet.transport import ws as ws_transport
-from hnet.transport.gate import HandshakeGate
+from hnet.transport.gate import HandshakeGate, Slot
 from hnet.transport.pipes import TcpEnd, WsEnd
 from hnet.transport.quic import QuicListener
 from hnet.transport.session import ResolveKey, Session, SessionError
@@ -151,14 +151,15 @@ class Listeners:
         def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             # The slot is taken before anything is read: the WS upgrade counts too (§3).
             peer = writer.get_extra_info("peername")
-            source = str(peer[0]) if peer else None
-            if not self.gate.try_enter(source):
+            slot = self.gate.enter(str(peer[0]) if peer else None)
+            if slot is None:
                 writer.close()
                 return
+            slot.on_evict = writer.transport.abort  # the handshake then fails at once
             try:
-                self._sup.spawn(self._accept(kind, reader, writer, source), name=f"accept {kind}")
+                self._sup.spawn(self._accept(kind, reader, writer, slot), name=f"accept {kind}")
             except RuntimeError:  # shutting down
-                self.gate.leave(source)
+                slot.leave()
                 writer.close()
 
         return accepted
@@ -168,7 +169,7 @@ class Listeners:
         kind: str,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        source: str | None = None,
+        slot: Slot | None = None,
     ) -> None:
         """One inbound TCP or WS connection: handshake (or route) within the deadline."""
         cfg = self._config
@@ -204,7 +205,8 @@ class Listeners:
                     else:
                         session = result
             finally:
-                self.gate.leave(source)
+                if slot is not None:
+                    slot.leave()
         except RoutingRefused:
             writer.close()
             return

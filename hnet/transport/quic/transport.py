@@ -41,7 +41,7 @@ from hnet.core.quic.connection import (
 from hnet.core.quic.errors import QuicAppError
 from hnet.core.quic.retry import RetryTokens
 from hnet.log import get_logger
-from hnet.transport.gate import HandshakeGate
+from hnet.transport.gate import HandshakeGate, Slot
 from hnet.transport.quic.udp import UdpSocket, bind_udp
 from hnet.transport.session import Deliver, ResolveKey, Session, SessionClosed, SessionError
 
@@ -100,8 +100,8 @@ class _Driver:
         self.core = core
         self.send = send
         self.remote: qb.Addr | None = None
-        #: the host a pending inbound handshake is charged to (the listener's gate)
-        self.gate_source: str | None = None
+        #: a pending inbound handshake's place in the listener's gate
+        self.gate_slot: Slot | None = None
         self.session: QuicSession | None = None
         self.inbox: deque[MessageReceived] = deque()
         #: circuit stream data that came before the session existed (handed to it at once)
@@ -713,6 +713,7 @@ class QuicListener:
             "accepted": 0,
             "handshake_failures": 0,
             "handshake_timeouts": 0,
+            "handshake_evictions": 0,
             "retries_sent": 0,
             "busy_drops": 0,
             "version_negotiations": 0,
@@ -882,19 +883,21 @@ class QuicListener:
             )
             self.stats["retries_sent"] += 1
             return
-        if not self._gate.try_enter(addr[0]):
+        slot = self._gate.enter(addr[0])
+        if slot is None:
             self.stats["busy_drops"] += 1
             return
         try:
             responder = self._make_responder()
         except Exception as e:
-            self._gate.leave(addr[0])
+            slot.leave()
             log.error("cannot make a responder handshake (local error)", error=repr(e))
             return
         core = NoiseQuicConnection(be.server(original_dcid, retry_scid), responder)
         drv = _Driver(core, self._udp.sendto)
         drv.remote = addr
-        drv.gate_source = addr[0]
+        drv.gate_slot = slot
+        slot.on_evict = lambda: self._handshake_evicted(drv)
         drv.on_handshake = self._handshake_done
         drv.on_key_needed = self._key_needed
         drv.on_cid_issued = self._cid_issued
@@ -920,9 +923,19 @@ class QuicListener:
 
     def _unpend(self, drv: _Driver) -> asyncio.TimerHandle | None:
         timer = self._pending.pop(drv, None)
-        if timer is not None:
-            self._gate.leave(drv.gate_source)
+        if timer is not None and drv.gate_slot is not None:
+            drv.gate_slot.leave()
         return timer
+
+    def _handshake_evicted(self, drv: _Driver) -> None:
+        """The gate cut this pending handshake to make room for a newcomer (gate.py)."""
+        timer = self._unpend(drv)
+        if timer is None:
+            return
+        timer.cancel()
+        self.stats["handshake_evictions"] += 1
+        log.info("quic handshake evicted (handshakes full)", remote=_format_addr(drv.remote))
+        drv.close(QuicAppError.HANDSHAKE_TIMEOUT, "evicted: too many handshakes pending")
 
     def _handshake_expired(self, drv: _Driver) -> None:
         if self._unpend(drv) is None:
