@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -53,3 +54,21 @@ def add_registry(p: argparse.ArgumentParser) -> None:
 
 def err(line: str) -> None:
     print(line, file=sys.stderr)
+
+
+async def control_call(
+    args: argparse.Namespace, req: dict[str, Any], timeout: float = 30.0
+) -> dict[str, Any]:
+    """One request to the running node's control socket (the node under ``--home``); its
+    reply. A node that cannot be reached or does not answer in ``timeout`` is a
+    :class:`CliError` (usage exit code) naming why."""
+    from hnet.control import ControlClient, ControlError  # only the commands that ask need it
+
+    try:
+        client = await ControlClient.connect(home_of(args))
+        try:
+            return await client.call(req, timeout=timeout)
+        finally:
+            await client.aclose()
+    except (ControlError, TimeoutError, OSError) as e:
+        raise CliError(str(e) or "no answer from the node", EXIT_USAGE) from None

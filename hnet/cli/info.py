@@ -6,8 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from hnet.cli.common import EXIT_OK, EXIT_USAGE, CliError, add_home, home_of
-from hnet.control import ControlClient, ControlError
+from hnet.cli.common import EXIT_OK, EXIT_USAGE, CliError, add_home, control_call
 from hnet.runtime import run as run_loop
 
 
@@ -30,14 +29,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 async def _call(args: argparse.Namespace, op: str) -> dict[str, Any]:
-    try:
-        client = await ControlClient.connect(home_of(args))
-        try:
-            reply = await client.call({"op": op})
-        finally:
-            await client.aclose()
-    except (ControlError, TimeoutError, OSError) as e:
-        raise CliError(str(e), EXIT_USAGE) from None
+    reply = await control_call(args, {"op": op})
     if not reply.get("ok"):
         raise CliError(str(reply.get("error")), EXIT_USAGE)
     return reply

@@ -6,8 +6,14 @@ import argparse
 import json
 from typing import Any
 
-from hnet.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, CliError, add_home, home_of
-from hnet.control import ControlClient, ControlError
+from hnet.cli.common import (
+    EXIT_FAIL,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    add_home,
+    control_call,
+)
 from hnet.runtime import run as run_loop
 
 #: what the control call may take beyond ``--await`` (the node's own work)
@@ -44,14 +50,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 async def _call(args: argparse.Namespace, req: dict[str, Any], timeout: float) -> dict[str, Any]:
-    try:
-        client = await ControlClient.connect(home_of(args))
-        try:
-            return await client.call(req, timeout=timeout)
-        finally:
-            await client.aclose()
-    except (ControlError, TimeoutError, OSError) as e:
-        raise CliError(str(e) or "no answer from the node", EXIT_USAGE) from None
+    return await control_call(args, req, timeout)
 
 
 def run_send(args: argparse.Namespace) -> int:
