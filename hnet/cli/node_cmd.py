@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import time
@@ -184,6 +185,11 @@ async def _main(config: NodeConfig, args: argparse.Namespace) -> int:
         await stack.aclose()
         await node.aclose()
         raise CliError(f"control socket {socket_path(config.home)}: {e.strerror}") from None
+    # What start-up made (modules, the PKI's first load, the kernel) lives as long as the node:
+    # leave it out of the cyclic collector's full passes, which otherwise walk it all again
+    # (measured in-process: one such pass of ~20 ms per 10,000 hellos).
+    gc.collect()
+    gc.freeze()
     try:
         await stop.wait()
     finally:
