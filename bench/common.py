@@ -127,6 +127,9 @@ class Metric:
     section: str = ""
     #: False: reported elsewhere (its own table), not in the main one
     in_table: bool = True
+    #: key of a second yardstick, the bare QUIC library under our QUIC line ("vs lib" column,
+    #: ``vs_library`` in the JSON), or None
+    floor: str | None = None
 
     def __post_init__(self) -> None:
         if not self.unit:
@@ -178,10 +181,14 @@ def format_table(metrics: Sequence[Metric], labels: dict[str, str]) -> str:
     """A plain-text table: medians across rounds, round trips/s, ratio to the raw yardstick.
 
     Lines are grouped under their :attr:`Metric.section` headings (in the order given);
-    metrics with ``in_table`` False are left out.
+    metrics with ``in_table`` False are left out. When some line has a :attr:`Metric.floor`
+    that was measured, a "vs lib" column gives its ratio to that floor too.
     """
     by_key = {m.key: m for m in metrics}
-    header = ("benchmark", "median", "unit", "rt/s", "vs raw", "spread", "yardstick")
+    floors = any(m.floor in by_key for m in metrics if m.in_table and m.floor is not None)
+    header: tuple[str, ...] = ("benchmark", "median", "unit", "rt/s", "vs raw")
+    header += ("vs lib",) if floors else ()
+    header += ("spread", "yardstick")
     rows: list[tuple[str, ...] | str] = []
     section = None
     for m in metrics:
@@ -200,12 +207,14 @@ def format_table(metrics: Sequence[Metric], labels: dict[str, str]) -> str:
             c = compare(m, raw)
             vs = f"{c.median_of_ratios:.2f}x"
             yard = labels.get(raw.key, raw.key)
-        rows.append(
-            (m.label, _fmt_value(m.median), m.unit, rt_s, vs, f"{spread(m.per_round):.0%}", yard)
-        )
+        row: tuple[str, ...] = (m.label, _fmt_value(m.median), m.unit, rt_s, vs)
+        if floors:
+            floor = by_key.get(m.floor) if m.floor is not None else None
+            row += (f"{compare(m, floor).median_of_ratios:.2f}x" if floor is not None else "",)
+        rows.append((*row, f"{spread(m.per_round):.0%}", yard))
     cells = [r for r in rows if isinstance(r, tuple)]
     widths = [max(len(r[i]) for r in (header, *cells)) for i in range(len(header))]
-    right = {1, 3, 4, 5}
+    right = set(range(1, len(header) - 1)) - {2}
 
     def line(row: tuple[str, ...] | str) -> str:
         if isinstance(row, str):

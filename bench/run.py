@@ -18,6 +18,9 @@ Benchmarks (all on loopback):
 * node hello/ack over TCP / WS: two ``hnet node`` processes per transport; the ``burst``
   control op times each hello (64-byte body) inside the sending node, request to ack.
 * raw TCP bulk and Noise-TCP session bulk: 10 MB messages one way, an ack at the end; MB/s.
+* the transports section (bench/transports.py): raw TCP, Noise-TCP and our QUIC on qh3 and on
+  aioquic, each QUIC line also compared with the bare QUIC library of its backend (the floor,
+  measured in the same rounds).
 """
 
 from __future__ import annotations
@@ -66,12 +69,17 @@ from bench.transports import (
     DEFAULT_TPLAN,
     KINDS,
     LABELS,
+    LIB_KINDS,
     QUICK_TPLAN,
     TAGS,
     BulkBench,
     ConcurrentBench,
     Endpoint,
     HolBench,
+    LibBulkBench,
+    LibConcurrentBench,
+    LibRoundTripBench,
+    LibSetupBench,
     RoundTripBench,
     ServerProcess,
     SetupBench,
@@ -129,8 +137,9 @@ class Plan:
         )
 
 
-#: About 2.5-3 minutes on a 2-core machine: ~11 s a round (a third of it QUIC aioquic), plus
-#: ~5 s to start the processes.
+#: About 3-3.5 minutes on a 2-core machine: ~11 s a round (a third of it QUIC aioquic) plus ~3-4 s
+#: for the bare QUIC libraries' floor lines (estimated from --quick runs), plus ~5 s to start the
+#: processes.
 DEFAULT_PLAN = Plan(
     rounds=14,
     pingpong_n=2000,
@@ -139,7 +148,7 @@ DEFAULT_PLAN = Plan(
     bulk_size=10_000_000,
     transport=DEFAULT_TPLAN,
 )
-#: About 35 s.
+#: About 45 s.
 QUICK_PLAN = Plan(
     rounds=3,
     pingpong_n=1000,
@@ -793,17 +802,28 @@ def build(nodes: NodeCluster, ep: Endpoint | None = None) -> list[Bench]:
     if ep is None:
         return benches
     transport: list[Bench] = []
-    for section, make in (
-        (T_SETUP, lambda k: SetupBench(ep, k)),
-        (T_RT, lambda k: RoundTripBench(ep, k)),
-        (T_CONC, lambda k: ConcurrentBench(ep, k, 100)),
-        (T_BULK, lambda k: BulkBench(ep, k)),
-        ("", lambda k: HolBench(ep, k)),
-    ):
-        for kind in KINDS:
-            b = make(kind)
+    #: per section: our lines (one per kind), then the bare QUIC libraries' (their floors)
+    sections: list[tuple[str, Callable[[str], Bench], list[Callable[[str], Bench]]]] = [
+        (T_SETUP, lambda k: SetupBench(ep, k), [lambda k: LibSetupBench(ep, k)]),
+        (
+            T_RT,
+            lambda k: RoundTripBench(ep, k),
+            [lambda k: LibRoundTripBench(ep, k, False), lambda k: LibRoundTripBench(ep, k, True)],
+        ),
+        (
+            T_CONC,
+            lambda k: ConcurrentBench(ep, k, 100),
+            [lambda k: LibConcurrentBench(ep, k, 100)],
+        ),
+        (T_BULK, lambda k: BulkBench(ep, k), [lambda k: LibBulkBench(ep, k)]),
+        ("", lambda k: HolBench(ep, k), []),
+    ]
+    for section, make, lib_makes in sections:
+        lines = [make(kind) for kind in KINDS]
+        lines += [lib(kind) for lib in lib_makes for kind in LIB_KINDS]
+        for b in lines:
             b.metric.section = section
-            transport.append(b)
+        transport += lines
     return benches + transport
 
 
@@ -815,11 +835,13 @@ def tags(b: Bench) -> set[str]:
 
 
 def select(benches: list[Bench], only: set[str] | None) -> list[Bench]:
-    """The benchmarks tagged with one of ``only`` (None: all), plus the yardsticks they need."""
+    """The benchmarks tagged with one of ``only`` (None: all), plus the yardsticks (raw, and
+    the bare-library floors) they need."""
     if only is None:
         return benches
     keep = {b.metric.key for b in benches if tags(b) & only}
     by_key = {b.metric.key: b for b in benches}
+    keep |= {f for k in keep if (f := by_key[k].metric.floor) is not None and f in by_key}
     for key in list(keep):
         yard = by_key[key].metric.yardstick
         if yard is not None:
@@ -918,7 +940,9 @@ async def bench_main(
             log("starting 4 node processes ...")
             await nodes.start()
         kinds = tuple(
-            k for k in KINDS if any(b.metric.params.get("transport") == k for b in benches)
+            k
+            for k in KINDS + LIB_KINDS
+            if any(b.metric.params.get("transport") == k for b in benches)
         )
         t_benches = [b for b in benches if b.metric.section != SESSIONS]
         if t_benches:
@@ -1046,6 +1070,14 @@ def report(
                 "ratio_of_medians": c.ratio_of_medians,
                 "per_round": c.per_round,
             }
+        if m.floor is not None and m.floor in by_key:
+            c = compare(m, by_key[m.floor])
+            entry["vs_library"] = {
+                "floor": m.floor,
+                "median_of_per_round_ratios": c.median_of_ratios,
+                "ratio_of_medians": c.ratio_of_medians,
+                "per_round": c.per_round,
+            }
         if m.key.startswith("node_hello_") and "raw_tcp_pingpong" in by_key:
             c = compare(m, by_key["raw_tcp_pingpong"])
             entry["vs_raw_in_process"] = c.median_of_ratios
@@ -1067,7 +1099,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="bench/run.py",
         description="hnet benchmarks: raw asyncio TCP vs Noise sessions vs node processes.",
     )
-    p.add_argument("--quick", action="store_true", help="fewer, shorter rounds (~40 s)")
+    p.add_argument("--quick", action="store_true", help="fewer, shorter rounds (~45 s)")
     p.add_argument(
         "--rounds",
         type=int,
@@ -1094,7 +1126,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         metavar="TAGS",
         help=f"comma-separated, from {', '.join(ONLY_TAGS)}: run only the lines of those "
-        "transports (plus the raw yardsticks they are compared with); e.g. --only quic. "
+        "transports (plus the raw yardsticks they are compared with; quic: with the bare QUIC "
+        "libraries' floors); e.g. --only quic. "
         "kernel (only when asked for): bench/kernel_bench.py, its JSON kernel.json beside --json",
     )
     p.add_argument(
@@ -1216,6 +1249,13 @@ def main_sessions(args: argparse.Namespace) -> int:
         "vs raw: median of per-round ratios ours/raw (latency: above 1 is slower; "
         "throughput: below 1 is slower). spread: (max-min)/median across rounds."
     )
+    if any(m.floor in labels for m in metrics if m.floor is not None):
+        print(
+            "vs lib: the same for our QUIC lines against the bare QUIC library of the same "
+            "backend (its own asyncio API, TLS only, no Noise), same rounds: setup vs the "
+            "library's connect to first echo; 64 B round trips (one at a time, 100 concurrent) "
+            "vs the library's echoes on a new stream each; 10 MB messages vs the library's."
+        )
     hols = [b for b in benches if isinstance(b, HolBench)]
     hol_json: dict[str, Any] = {}
     if hols:

@@ -7,11 +7,14 @@ The pieces :mod:`bench.run` builds its "transports" section from (see bench/READ
   it has the whole message; a client matches replies to requests by id, so requests can be
   concurrent (:class:`MuxClient`);
 * :class:`TransportServers`: one server per kind (raw TCP with a u32 length prefix, Noise-TCP
-  sessions, QUIC listeners on each backend), in this process or, with ``--serve``, in a child
-  process of its own;
+  sessions, QUIC listeners on each backend, and the bare QUIC libraries' own ``serve``), in this
+  process or, with ``--serve``, in a child process of its own;
 * the benchmarks: connection setup to the first verified reply, 64-byte round trips one at a
   time, 64-byte round trips over 100 concurrent requests, 10 MB messages, and head-of-line
-  latency (1 KiB round trips idle and while a 10 MB message is in flight on the connection).
+  latency (1 KiB round trips idle and while a 10 MB message is in flight on the connection);
+* the floor of our QUIC lines: the same measurements on qh3 and aioquic alone (their asyncio
+  API, TLS only, no Noise, no hnet code; kinds ``lib-qh3`` and ``lib-aioquic``), plus 64-byte
+  echoes on one long-lived stream.
 
 Every benchmark follows the ``Bench`` protocol of :mod:`bench.run` (``setup`` / ``measure`` /
 ``aclose``), so it takes part in the same interleaved rounds as the rest of the suite.
@@ -22,20 +25,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import random
+import ssl
 import struct
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 if __package__ in (None, ""):  # run as a script (server mode): make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from bench.common import (
     LATENCY,
@@ -47,7 +56,8 @@ from bench.common import (
     median,
     percentile,
 )
-from hnet import keys, runtime
+from hnet import keys, limits, runtime
+from hnet.core.quic.backend import certificate
 from hnet.transport import tcp as tcp_transport
 from hnet.transport.quic import QuicListener
 from hnet.transport.quic import connect as quic_connect
@@ -61,8 +71,22 @@ LABELS = {
     "quic-qh3": "QUIC qh3",
     "quic-aioquic": "QUIC aioquic",
 }
+#: The bare QUIC libraries (their own asyncio API, TLS only, no Noise, no hnet code): the floor
+#: of our QUIC kind of the same backend.
+LIB_KINDS = ("lib-qh3", "lib-aioquic")
+LABELS.update({"lib-qh3": "qh3 library", "lib-aioquic": "aioquic library"})
+#: Our QUIC kind -> the bare library it runs on, and back.
+FLOOR = {"quic-qh3": "lib-qh3", "quic-aioquic": "lib-aioquic"}
+BASE = {lib: ours for ours, lib in FLOOR.items()}
 #: ``--only`` tag of each kind.
-TAGS = {"raw": "raw", "tcp": "tcp", "quic-qh3": "quic", "quic-aioquic": "quic"}
+TAGS = {
+    "raw": "raw",
+    "tcp": "tcp",
+    "quic-qh3": "quic",
+    "quic-aioquic": "quic",
+    "lib-qh3": "quic",
+    "lib-aioquic": "quic",
+}
 
 OP_ECHO = ord("E")
 OP_BULK = ord("B")
@@ -148,15 +172,325 @@ async def raw_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
         writer.close()
 
 
+# --- the bare QUIC libraries ---------------------------------------------------------------------
+#
+# The floor under our QUIC lines: qh3 and aioquic through their own asyncio API
+# (``serve`` / ``connect`` with a ``QuicConnectionProtocol`` subclass), TLS 1.3 only, no Noise and
+# no hnet code. Every stream carries ``[u32 len][message]`` frames (the messages of the wire
+# convention above); the server answers each frame on the stream it came on, and ends its side
+# of the stream when the client has ended its own. Same transport parameters as our QUIC (datagram
+# size, connection and stream windows, idle timeout), so a ratio shows what our layer costs.
+
+#: ALPN of the library-only connections (any fixed string: both ends are ours).
+LIB_ALPN = "hnet-bench-floor"
+CLOSE_TIMEOUT = 5.0
+
+
+class Frames:
+    """Reassembles the ``[u32 len][message]`` frames of one stream, each into one ``bytes``."""
+
+    def __init__(self) -> None:
+        self._need = 0  # bytes still missing from the message in progress (0: between messages)
+        self._parts: list[bytes | memoryview] = []
+        self._tail = b""  # an incomplete length prefix
+
+    def feed(self, data: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        if self._tail:
+            data, self._tail = self._tail + data, b""
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._need == 0:
+                if end - pos < 4:
+                    self._tail = data[pos:]
+                    break
+                (self._need,) = U32.unpack_from(data, pos)
+                pos += 4
+                if self._need < HEAD.size:
+                    raise TransportBenchError(f"library frame of {self._need} bytes")
+            take = min(self._need, end - pos)
+            self._parts.append(data if take == end else memoryview(data)[pos : pos + take])
+            pos += take
+            self._need -= take
+            if self._need == 0:
+                out.append(b"".join(self._parts))
+                self._parts = []
+        return out
+
+
+def lib_reply(message: bytes) -> bytes:
+    """The server's framed answer to one message (an echo, or the ack of a bulk message)."""
+    op, rid = HEAD.unpack_from(message)
+    if op == OP_ECHO:
+        return U32.pack(len(message)) + message
+    if op == OP_BULK:
+        return U32.pack(HEAD.size) + HEAD.pack(OP_ACK, rid)
+    raise TransportBenchError(f"unknown op {op}")
+
+
+class QuicLibrary:
+    """One library's asyncio API, configurations and protocol classes (made once per backend)."""
+
+    _cache: ClassVar[dict[str, QuicLibrary]] = {}  # one per backend, per process
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        self._asyncio: Any = importlib.import_module(f"{backend}.asyncio")
+        events: Any = importlib.import_module(f"{backend}.quic.events")
+        self._config_cls: Any = importlib.import_module(
+            f"{backend}.quic.configuration"
+        ).QuicConfiguration
+        self.client_protocol, self.server_protocol = _lib_protocols(
+            self._asyncio.QuicConnectionProtocol,
+            events.StreamDataReceived,
+            events.ConnectionTerminated,
+            _can_open_qh3 if backend == "qh3" else _can_open_aioquic,
+        )
+
+    @classmethod
+    def get(cls, backend: str) -> QuicLibrary:
+        if backend not in cls._cache:
+            cls._cache[backend] = cls(backend)
+        return cls._cache[backend]
+
+    def configuration(self, is_client: bool) -> Any:
+        cfg = self._config_cls(
+            is_client=is_client,
+            alpn_protocols=[LIB_ALPN],
+            idle_timeout=limits.QUIC_IDLE_TIMEOUT,
+            max_datagram_size=limits.QUIC_MAX_DATAGRAM_SIZE,
+            max_data=limits.QUIC_MAX_DATA,
+            max_stream_data=limits.QUIC_MAX_STREAM_DATA,
+        )
+        if self.backend == "qh3":
+            cfg.probe_datagram_size = False  # as our qh3 backend: no path-MTU probing
+        if is_client:
+            cfg.verify_mode = ssl.CERT_NONE  # loopback, self-signed
+            if self.backend == "qh3":
+                cfg.verify_hostname = False
+        else:
+            cert_pem, key_pem = certificate()  # hnet's own self-signed P-256 certificate
+            if self.backend == "qh3":
+                cfg.load_cert_chain(cert_pem, key_pem)
+            else:
+                cfg.certificate = x509.load_pem_x509_certificate(cert_pem)
+                cfg.private_key = serialization.load_pem_private_key(key_pem, password=None)
+        return cfg
+
+    async def serve(self) -> Any:
+        return await self._asyncio.serve(
+            LOOPBACK,
+            0,
+            configuration=self.configuration(False),
+            create_protocol=self.server_protocol,
+        )
+
+    def connect(self, port: int) -> contextlib.AbstractAsyncContextManager[Any]:
+        cm: contextlib.AbstractAsyncContextManager[Any] = self._asyncio.connect(
+            LOOPBACK,
+            port,
+            configuration=self.configuration(True),
+            create_protocol=self.client_protocol,
+        )
+        return cm
+
+
+def _can_open_qh3(quic: Any) -> bool:
+    core = quic._core
+    if core is None:
+        return False
+    peer_max, _, opened, _ = core.stream_limits  # (peer max bidi, peer max uni, opened bidi, uni)
+    return int(opened) < int(peer_max)
+
+
+def _can_open_aioquic(quic: Any) -> bool:
+    return int(quic._local_next_stream_id_bidi) // 4 < int(quic._remote_max_streams_bidi)
+
+
+def _lib_protocols(
+    base: Any, stream_data: Any, terminated: Any, can_open: Callable[[Any], bool]
+) -> tuple[type, type]:
+    """The client and server ``QuicConnectionProtocol`` subclasses of one library.
+
+    Both handle stream data themselves (the base class would feed a ``StreamReader`` per stream,
+    one more layer than the floor needs). ``can_open(quic)``: whether the peer's stream credit
+    allows one more bidirectional stream (the libraries have no public call for it; the same
+    test as hnet's backends).
+    """
+
+    class LibServerProtocol(base):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._frames: dict[int, Frames] = {}
+
+        def quic_event_received(self, event: Any) -> None:
+            if not isinstance(event, stream_data):
+                return
+            sid = event.stream_id
+            frames = self._frames.get(sid)
+            if frames is None:
+                frames = self._frames[sid] = Frames()
+            out = b"".join(lib_reply(m) for m in frames.feed(event.data))
+            if event.end_stream:
+                del self._frames[sid]
+            if out or event.end_stream:
+                # sent with the next transmit(), which the base class does after every datagram
+                self._quic.send_stream_data(sid, out, event.end_stream)
+
+    class LibClientProtocol(base):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._credit = asyncio.Event()
+            self._credit_wait = False
+            super().__init__(*args, **kwargs)
+            self._frames: dict[int, Frames] = {}
+            self._waiters: dict[int, deque[asyncio.Future[bytes]]] = {}
+            self.failure: str | None = None
+
+        def new_stream(self) -> int:
+            sid: int = self._quic.get_next_available_stream_id()
+            return sid
+
+        async def open_stream(self) -> int:
+            """A new stream's id, once the peer's stream credit allows it (the caller bounds
+            the wait)."""
+            while not can_open(self._quic):
+                if self.failure is not None:
+                    raise TransportBenchError(self.failure)
+                self._credit.clear()
+                self._credit_wait = True
+                await self._credit.wait()
+            return self.new_stream()
+
+        def transmit(self) -> None:
+            # called after every datagram the connection takes in: the moment credit may grow
+            super().transmit()
+            if self._credit_wait and (self.failure is not None or can_open(self._quic)):
+                self._credit_wait = False
+                self._credit.set()
+
+        def request(self, sid: int, message: bytes, end: bool) -> asyncio.Future[bytes]:
+            """Send ``message`` on stream ``sid`` (ending it if ``end``); the reply's future."""
+            if self.failure is not None:
+                raise TransportBenchError(self.failure)
+            self._quic.send_stream_data(sid, U32.pack(len(message)), False)  # may raise first
+            self._quic.send_stream_data(sid, message, end)
+            fut: asyncio.Future[bytes] = self._loop.create_future()
+            self._waiters.setdefault(sid, deque()).append(fut)
+            self.transmit()
+            return fut
+
+        def _fail(self, reason: str) -> None:
+            self.failure = self.failure or reason
+            self._credit.set()
+            for waiters in self._waiters.values():
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_exception(TransportBenchError(self.failure))
+            self._waiters.clear()
+
+        def quic_event_received(self, event: Any) -> None:
+            if isinstance(event, terminated):
+                self._fail(f"connection closed ({event.error_code}: {event.reason_phrase})")
+                return
+            if not isinstance(event, stream_data):
+                return
+            sid = event.stream_id
+            frames = self._frames.get(sid)
+            if frames is None:
+                frames = self._frames[sid] = Frames()
+            waiters = self._waiters.get(sid)
+            for message in frames.feed(event.data):
+                if not waiters:
+                    self.failure = self.failure or f"unexpected reply on stream {sid}"
+                    continue
+                fut = waiters.popleft()
+                if not fut.done():
+                    fut.set_result(message)
+            if event.end_stream:
+                del self._frames[sid]
+                left = self._waiters.pop(sid, None)
+                if left:
+                    self._fail(f"stream {sid} ended with {len(left)} requests unanswered")
+
+    return LibClientProtocol, LibServerProtocol
+
+
+class LibClient:
+    """One bare-library client connection (handshake done when :meth:`dial` returns)."""
+
+    def __init__(self, kind: str, stack: contextlib.AsyncExitStack, proto: Any) -> None:
+        self.kind = kind
+        self._stack = stack
+        self.proto = proto
+        self._stream: int | None = None  # the long-lived stream, opened on first use
+        #: request streams open at once, at most as many as our QUIC sender keeps
+        self._slots = asyncio.Semaphore(limits.QUIC_MAX_STREAMS)
+
+    @classmethod
+    async def dial(cls, kind: str, port: int) -> LibClient:
+        lib = QuicLibrary.get(kind.split("-", 1)[1])
+        stack = contextlib.AsyncExitStack()
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                proto = await stack.enter_async_context(lib.connect(port))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await stack.aclose()
+            raise
+        return cls(kind, stack, proto)
+
+    @property
+    def failure(self) -> str | None:
+        failure: str | None = self.proto.failure
+        return failure
+
+    async def request(self, message: bytes) -> bytes:
+        """``message`` on a new stream (ended with it); its reply.
+
+        At most ``QUIC_MAX_STREAMS`` such streams are open at once (our QUIC sender's bound),
+        and a new one waits for the peer's stream credit as ours does (qh3 raises past it).
+        """
+        proto = self.proto
+        async with self._slots:
+            sid = await proto.open_stream()
+            reply: bytes = await proto.request(sid, message, True)
+        return reply
+
+    async def request_on_stream(self, message: bytes) -> bytes:
+        """``message`` on this connection's one long-lived stream; its reply."""
+        proto = self.proto
+        if self._stream is None:
+            self._stream = int(proto.new_stream())
+        reply: bytes = await proto.request(self._stream, message, False)
+        return reply
+
+    async def echo(self, size: int, on_stream: bool = False) -> None:
+        message = make_message(OP_ECHO, 0, size)
+        send = self.request_on_stream if on_stream else self.request
+        if await send(message) != message:
+            raise TransportBenchError(f"{LABELS[self.kind]}: echo differs from what was sent")
+
+    async def aclose(self) -> None:
+        """Close the connection (the library waits out its draining period; bounded)."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self._stack.aclose()
+        transport = getattr(self.proto, "_transport", None)
+        if transport is not None:
+            transport.close()  # after a timeout the library has not closed its socket
+
+
 class TransportServers:
     """A server for each kind, on loopback; :attr:`ports` maps kind -> port."""
 
-    def __init__(self, ids: Identities, kinds: tuple[str, ...] = KINDS) -> None:
+    def __init__(self, ids: Identities, kinds: tuple[str, ...] = KINDS + LIB_KINDS) -> None:
         self.ids = ids
         self.kinds = kinds
         self.ports: dict[str, int] = {}
         self._servers: list[asyncio.Server] = []
         self._listeners: list[QuicListener] = []
+        self._lib_servers: list[Any] = []  # the libraries' QuicServer (a DatagramProtocol)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sessions: set[Session] = set()
 
@@ -192,6 +526,11 @@ class TransportServers:
                 server = await asyncio.start_server(
                     lambda r, w: self._spawn(self._accept_tcp(r, w)), LOOPBACK, 0, limit=READ_SIZE
                 )
+            elif kind in LIB_KINDS:
+                lib_server = await QuicLibrary.get(kind.split("-", 1)[1]).serve()
+                self._lib_servers.append(lib_server)
+                self.ports[kind] = int(lib_server._transport.get_extra_info("sockname")[1])
+                continue
             else:
                 listener = QuicListener(backend=kind.split("-", 1)[1])
                 await listener.start(
@@ -210,6 +549,8 @@ class TransportServers:
     async def aclose(self) -> None:
         for listener in self._listeners:
             listener.close()
+        for lib_server in self._lib_servers:
+            lib_server.close()  # closes its connections (CONNECTION_CLOSE) and its socket
         for session in list(self._sessions):
             session.abort("benchmark done")
         for server in self._servers:
@@ -424,6 +765,9 @@ async def dial(kind: str, port: int, ids: Identities) -> MuxClient:
 class TransportPlan:
     """Per-round sizes of the transports section; per-kind counts are (raw, tcp, qh3, aioquic).
 
+    A bare library's lines (``lib-qh3``, ``lib-aioquic``) take the counts of our QUIC kind on the
+    same backend, so floor and ours do the same work each round.
+
     QUIC runs at a few thousand round trips and tens of MB/s here, raw TCP and Noise-TCP at tens
     of thousands and hundreds of MB/s, so each kind gets a count that takes a comparable time.
     """
@@ -442,7 +786,7 @@ class TransportPlan:
         counts = getattr(self, field_name)
         if isinstance(counts, int):
             return lambda kind: int(counts)
-        return lambda kind: int(counts[KINDS.index(kind)])
+        return lambda kind: int(counts[KINDS.index(BASE.get(kind, kind))])
 
     def warmup(self) -> TransportPlan:
         """The warm-up round's sizes: no 10 MB message over QUIC (seconds each, for nothing)."""
@@ -491,6 +835,9 @@ class Endpoint:
     async def dial(self, kind: str) -> MuxClient:
         return await dial(kind, self.ports[kind], self.ids)
 
+    async def dial_lib(self, kind: str) -> LibClient:
+        return await LibClient.dial(kind, self.ports[kind])
+
 
 class _Base:
     """A benchmark on one long-lived connection of one kind."""
@@ -523,6 +870,11 @@ def _key(kind: str) -> str:
     return kind.replace("-", "_")
 
 
+def _floor(prefix: str, kind: str) -> str | None:
+    """Key of the bare-library line under ``prefix``'s line of our QUIC ``kind`` (else None)."""
+    return f"{prefix}_{_key(FLOOR[kind])}" if kind in FLOOR else None
+
+
 class SetupBench:
     """Dial, handshake, one 64-byte request to its verified reply; a fresh connection each."""
 
@@ -537,6 +889,7 @@ class SetupBench:
             None if kind == "raw" else "setup_raw",
             unit="ms",
             params={"transport": kind, "request_bytes": SMALL, "value": "median of the round"},
+            floor=_floor("setup", kind),
         )
 
     async def setup(self) -> None:
@@ -571,6 +924,7 @@ class RoundTripBench(_Base):
                 LATENCY,
                 None if kind == "raw" else "rt64_raw",
                 params={"message_bytes": SMALL},
+                floor=_floor("rt64", kind),
             ),
         )
 
@@ -603,6 +957,7 @@ class ConcurrentBench(_Base):
                 LATENCY,
                 None if kind == "raw" else "conc64_raw",
                 params={"message_bytes": SMALL, "concurrent": streams, "value": "elapsed / count"},
+                floor=_floor("conc64", kind),
             ),
         )
 
@@ -645,6 +1000,7 @@ class BulkBench(_Base):
                     "sent": "back to back, as send() returns",
                     "acknowledged": "each, by a 9-byte reply",
                 },
+                floor=_floor("bulk", kind),
             ),
         )
 
@@ -785,6 +1141,179 @@ class HolBench(_Base):
             "loaded_samples": float(len(self.loaded)),
             "bulk_MB_per_s_median": median(self.bulk_rates),
         }
+
+
+# --- the bare libraries' benchmarks (the floor of our QUIC lines) -------------------------------
+
+
+class _LibBase:
+    """A benchmark on one long-lived bare-library connection (``lib-qh3`` or ``lib-aioquic``)."""
+
+    def __init__(self, ep: Endpoint, kind: str, metric: Metric) -> None:
+        self.ep = ep
+        self.kind = kind
+        self.metric = metric
+        self.metric.params.setdefault("transport", kind)
+        self.metric.params.setdefault("api", f"{kind.split('-', 1)[1]}.asyncio serve/connect")
+        self.client: LibClient | None = None
+
+    async def setup(self) -> None:
+        self.client = await self.ep.dial_lib(self.kind)
+        await self.client.echo(SMALL)
+
+    def check(self) -> LibClient:
+        assert self.client is not None
+        if self.client.failure is not None:
+            raise TransportBenchError(f"{self.metric.label}: {self.client.failure}")
+        return self.client
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+
+class LibSetupBench:
+    """Bare library: new connection (TLS handshake) to its first 64-byte echo; closed after."""
+
+    def __init__(self, ep: Endpoint, kind: str) -> None:
+        self.ep = ep
+        self.kind = kind
+        self.metric = Metric(
+            f"setup_{_key(kind)}",
+            f"{LABELS[kind]} setup (connect + TLS handshake + first echo)",
+            LATENCY,
+            "setup_raw",
+            unit="ms",
+            params={"transport": kind, "request_bytes": SMALL, "value": "median of the round"},
+        )
+
+    async def setup(self) -> None:
+        return None
+
+    async def measure(self, plan: Any) -> tuple[float, dict[str, float]]:
+        samples = []
+        for _ in range(plan.transport.of("setup")(self.kind)):
+            t0 = time.perf_counter()
+            client = await self.ep.dial_lib(self.kind)
+            try:
+                await client.echo(SMALL)
+                samples.append((time.perf_counter() - t0) * 1e3)
+            finally:
+                await client.aclose()  # not timed: the library drains the connection first
+        return median(samples), {"min_ms": min(samples), "max_ms": max(samples)}
+
+    async def aclose(self) -> None:
+        return None
+
+
+class LibRoundTripBench(_LibBase):
+    """Bare library: 64-byte echoes one at a time, each on a new stream or all on one stream."""
+
+    def __init__(self, ep: Endpoint, kind: str, one_stream: bool) -> None:
+        self.one_stream = one_stream
+        how = "one long-lived stream" if one_stream else "a new stream each"
+        super().__init__(
+            ep,
+            kind,
+            Metric(
+                f"rt64_{_key(kind)}{'_stream' if one_stream else ''}",
+                f"{LABELS[kind]} 64 B echo, {how}",
+                LATENCY,
+                "rt64_raw",
+                params={"message_bytes": SMALL, "streams": how},
+            ),
+        )
+
+    async def measure(self, plan: Any) -> tuple[float, dict[str, float]]:
+        client = self.check()
+        n = plan.transport.of("rt")(self.kind)
+        message = make_message(OP_ECHO, 0, SMALL)
+        request = client.request_on_stream if self.one_stream else client.request
+        t0 = time.perf_counter()
+        for _ in range(n):
+            reply = await request(message)
+        elapsed = time.perf_counter() - t0
+        if reply != message:
+            raise TransportBenchError(f"{self.metric.label}: echo differs from what was sent")
+        self.check()
+        return elapsed / n * 1e6, {}
+
+
+class LibConcurrentBench(_LibBase):
+    """Bare library: ``streams`` echo loops at once, every request on a new stream."""
+
+    def __init__(self, ep: Endpoint, kind: str, streams: int) -> None:
+        self.streams = streams
+        super().__init__(
+            ep,
+            kind,
+            Metric(
+                f"conc64_{_key(kind)}",
+                f"{LABELS[kind]} 64 B echoes, {streams} concurrent, new streams",
+                LATENCY,
+                "conc64_raw",
+                params={"message_bytes": SMALL, "concurrent": streams, "value": "elapsed / count"},
+            ),
+        )
+
+    async def measure(self, plan: Any) -> tuple[float, dict[str, float]]:
+        client = self.check()
+        per = plan.transport.of("conc")(self.kind)
+        messages = [make_message(OP_ECHO, i, SMALL) for i in range(self.streams)]
+
+        async def loop(message: bytes) -> None:
+            for _ in range(per):
+                if await client.request(message) != message:
+                    raise TransportBenchError(f"{self.metric.label}: wrong echo")
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(loop(m) for m in messages))
+        elapsed = time.perf_counter() - t0
+        self.check()
+        total = self.streams * per
+        self.metric.params["round_trips_per_round"] = total
+        return elapsed / total * 1e6, {}
+
+
+class LibBulkBench(_LibBase):
+    """Bare library: ``count`` messages of 10 MB, each on its own stream, sent back to back
+    (queued with the library, which sends under its flow control); each acknowledged by a short
+    reply once the server has all of it. The shape of :class:`BulkBench`."""
+
+    def __init__(self, ep: Endpoint, kind: str) -> None:
+        self._messages: list[bytes] = []
+        super().__init__(
+            ep,
+            kind,
+            Metric(
+                f"bulk_{_key(kind)}",
+                f"{LABELS[kind]} 10 MB messages",
+                THROUGHPUT,
+                "bulk_raw",
+                params={
+                    "message_bytes": BULK,
+                    "sent": "back to back, a stream each",
+                    "acknowledged": "each, by a 9-byte reply",
+                },
+            ),
+        )
+
+    async def measure(self, plan: Any) -> tuple[float, dict[str, float]]:
+        client = self.check()
+        n = plan.transport.of("bulk")(self.kind)
+        while len(self._messages) < n:  # built once: the benchmark times sending, not building
+            self._messages.append(make_message(OP_BULK, len(self._messages) + 1, BULK))
+        if n == 0:
+            return float("nan"), {}
+        self.metric.params["messages_per_round"] = n
+        t0 = time.perf_counter()
+        acks = await asyncio.gather(*(client.request(m) for m in self._messages[:n]))
+        elapsed = time.perf_counter() - t0
+        for m, ack in zip(self._messages[:n], acks, strict=True):
+            if ack != HEAD.pack(OP_ACK, HEAD.unpack_from(m)[1]):
+                raise TransportBenchError(f"{self.metric.label}: wrong acknowledgement")
+        self.check()
+        return n * BULK / elapsed / MB, {"seconds": elapsed}
 
 
 # --- server process ------------------------------------------------------------------------------
