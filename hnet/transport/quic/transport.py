@@ -112,6 +112,8 @@ class _Driver:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
+        #: the pending flush is flush_later's (delayed), not flush_soon's
+        self._flush_delayed = False
         self._keepalive: asyncio.TimerHandle | None = None
         self._torn_down = False
         #: a connection that may carry circuits (set by the circuit layer): its liveness is
@@ -203,17 +205,22 @@ class _Driver:
         """Flush on the next loop iteration (coalesces writes of concurrent senders)."""
         if self._torn_down:
             return
-        if isinstance(self._flush_handle, asyncio.TimerHandle):
-            self._flush_handle.cancel()  # a delayed flush: make it sooner
+        # A delayed flush (flush_later) is made sooner. Told by a flag, not by the handle's
+        # type: uvloop's handles are not asyncio.TimerHandle instances, so an isinstance test
+        # left every write after a delivered message waiting for QUIC_ACK_DELAY under uvloop.
+        if self._flush_handle is not None and self._flush_delayed:
+            self._flush_handle.cancel()
             self._flush_handle = None
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self.flush)
+            self._flush_delayed = False
 
     def flush_later(self) -> None:
         """Flush within QUIC_ACK_DELAY unless something flushes sooner: acknowledgements
         (FINs) then ride along with the next message instead of taking a datagram each."""
         if self._flush_handle is None and not self._torn_down:
             self._flush_handle = self.loop.call_later(limits.QUIC_ACK_DELAY, self.flush)
+            self._flush_delayed = True
 
     def _on_timer(self) -> None:
         self._timer = None
