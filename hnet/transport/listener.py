@@ -155,7 +155,12 @@ class Listeners:
             if slot is None:
                 writer.close()
                 return
-            slot.on_evict = writer.transport.abort  # the handshake then fails at once
+
+            def evict() -> None:  # the gate is full and a newcomer needs this slot
+                log.info("inbound handshake evicted (handshakes full)", remote=_remote(peer))
+                writer.transport.abort()  # the handshake then fails at once
+
+            slot.on_evict = evict
             try:
                 self._sup.spawn(self._accept(kind, reader, writer, slot), name=f"accept {kind}")
             except RuntimeError:  # shutting down
