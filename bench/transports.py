@@ -839,6 +839,52 @@ class Endpoint:
         return await LibClient.dial(kind, self.ports[kind])
 
 
+# --- the timed loops, shared by our lines and the bare libraries' ------------------------------
+
+
+async def _setup_samples(connect: Callable[[], Any], n: int) -> tuple[float, dict[str, float]]:
+    """``n`` fresh connections, each timed to its first verified 64-byte echo (ms); each is
+    closed afterwards, untimed."""
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        client = await connect()
+        try:
+            await client.echo(SMALL)
+            samples.append((time.perf_counter() - t0) * 1e3)
+        finally:
+            await client.aclose()
+    return median(samples), {"min_ms": min(samples), "max_ms": max(samples)}
+
+
+async def _echoes_one_at_a_time(request: Callable[[bytes], Any], n: int, label: str) -> float:
+    """``n`` 64-byte echoes one after another; µs per round trip."""
+    message = make_message(OP_ECHO, 0, SMALL)
+    reply = b""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        reply = await request(message)
+    elapsed = time.perf_counter() - t0
+    if reply != message:
+        raise TransportBenchError(f"{label}: echo differs from what was sent")
+    return elapsed / n * 1e6
+
+
+async def _echoes_concurrently(
+    request: Callable[[bytes], Any], messages: list[bytes], per: int, label: str
+) -> float:
+    """One loop per message, each echoing it ``per`` times; the elapsed seconds."""
+
+    async def loop(message: bytes) -> None:
+        for _ in range(per):
+            if await request(message) != message:
+                raise TransportBenchError(f"{label}: wrong echo")
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(loop(m) for m in messages))
+    return time.perf_counter() - t0
+
+
 class _Base:
     """A benchmark on one long-lived connection of one kind."""
 
@@ -896,16 +942,8 @@ class SetupBench:
         return None
 
     async def measure(self, plan: Any) -> tuple[float, dict[str, float]]:
-        samples = []
-        for _ in range(plan.transport.of("setup")(self.kind)):
-            t0 = time.perf_counter()
-            client = await self.ep.dial(self.kind)
-            try:
-                await client.echo(SMALL)
-                samples.append((time.perf_counter() - t0) * 1e3)
-            finally:
-                await client.aclose()
-        return median(samples), {"min_ms": min(samples), "max_ms": max(samples)}
+        n = plan.transport.of("setup")(self.kind)
+        return await _setup_samples(lambda: self.ep.dial(self.kind), n)
 
     async def aclose(self) -> None:
         return None
@@ -931,16 +969,9 @@ class RoundTripBench(_Base):
     async def measure(self, plan: Any) -> tuple[float, dict[str, float]]:
         client = self.check()
         n = plan.transport.of("rt")(self.kind)
-        message = make_message(OP_ECHO, 0, SMALL)
-        request = client.request
-        t0 = time.perf_counter()
-        for _ in range(n):
-            reply = await request(message)
-        elapsed = time.perf_counter() - t0
-        if reply != message:
-            raise TransportBenchError(f"{self.metric.label}: echo differs from what was sent")
+        us = await _echoes_one_at_a_time(client.request, n, self.metric.label)
         self.check()
-        return elapsed / n * 1e6, {}
+        return us, {}
 
 
 class ConcurrentBench(_Base):
@@ -965,15 +996,7 @@ class ConcurrentBench(_Base):
         client = self.check()
         per = plan.transport.of("conc")(self.kind)
         messages = [make_message(OP_ECHO, client.new_id(), SMALL) for _ in range(self.streams)]
-
-        async def loop(message: bytes) -> None:
-            for _ in range(per):
-                if await client.request(message) != message:
-                    raise TransportBenchError(f"{self.metric.label}: wrong echo")
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(loop(m) for m in messages))
-        elapsed = time.perf_counter() - t0
+        elapsed = await _echoes_concurrently(client.request, messages, per, self.metric.label)
         self.check()
         total = self.streams * per
         self.metric.params["round_trips_per_round"] = total
@@ -1191,16 +1214,9 @@ class LibSetupBench:
         return None
 
     async def measure(self, plan: Any) -> tuple[float, dict[str, float]]:
-        samples = []
-        for _ in range(plan.transport.of("setup")(self.kind)):
-            t0 = time.perf_counter()
-            client = await self.ep.dial_lib(self.kind)
-            try:
-                await client.echo(SMALL)
-                samples.append((time.perf_counter() - t0) * 1e3)
-            finally:
-                await client.aclose()  # not timed: the library drains the connection first
-        return median(samples), {"min_ms": min(samples), "max_ms": max(samples)}
+        # closing is not timed: the library drains the connection first
+        n = plan.transport.of("setup")(self.kind)
+        return await _setup_samples(lambda: self.ep.dial_lib(self.kind), n)
 
     async def aclose(self) -> None:
         return None
@@ -1227,16 +1243,10 @@ class LibRoundTripBench(_LibBase):
     async def measure(self, plan: Any) -> tuple[float, dict[str, float]]:
         client = self.check()
         n = plan.transport.of("rt")(self.kind)
-        message = make_message(OP_ECHO, 0, SMALL)
         request = client.request_on_stream if self.one_stream else client.request
-        t0 = time.perf_counter()
-        for _ in range(n):
-            reply = await request(message)
-        elapsed = time.perf_counter() - t0
-        if reply != message:
-            raise TransportBenchError(f"{self.metric.label}: echo differs from what was sent")
+        us = await _echoes_one_at_a_time(request, n, self.metric.label)
         self.check()
-        return elapsed / n * 1e6, {}
+        return us, {}
 
 
 class LibConcurrentBench(_LibBase):
@@ -1260,15 +1270,7 @@ class LibConcurrentBench(_LibBase):
         client = self.check()
         per = plan.transport.of("conc")(self.kind)
         messages = [make_message(OP_ECHO, i, SMALL) for i in range(self.streams)]
-
-        async def loop(message: bytes) -> None:
-            for _ in range(per):
-                if await client.request(message) != message:
-                    raise TransportBenchError(f"{self.metric.label}: wrong echo")
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(loop(m) for m in messages))
-        elapsed = time.perf_counter() - t0
+        elapsed = await _echoes_concurrently(client.request, messages, per, self.metric.label)
         self.check()
         total = self.streams * per
         self.metric.params["round_trips_per_round"] = total
