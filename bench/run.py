@@ -65,6 +65,7 @@ from bench.common import (
     pin,
     pin_choice,
 )
+from bench.floors import AeadFloorBench, HandshakeFloorBench
 from bench.transports import (
     DEFAULT_TPLAN,
     KINDS,
@@ -775,6 +776,8 @@ SESSION_TAGS = {
     "node_hello_ws": {"ws", "nodes"},
     "raw_tcp_bulk": {"raw"},
     "noise_tcp_bulk": {"tcp"},
+    "aead_seal_open": {"tcp"},
+    "setup_noise_memory": {"tcp"},
 }
 ONLY_TAGS = ("raw", "tcp", "ws", "nodes", "quic", "kernel")
 #: ``--only`` tags that name a section of its own module instead of lines here (opt-in: a
@@ -796,6 +799,7 @@ def build(nodes: NodeCluster, ep: Endpoint | None = None) -> list[Bench]:
         NodeHello(nodes, "ws"),
         RawBulk(),
         SessionBulk(TcpPair(SinkDeliver()), "noise_tcp_bulk", "Noise-TCP session bulk"),
+        AeadFloorBench("raw_tcp_bulk"),
     ]
     for b in benches:
         b.metric.section = SESSIONS
@@ -821,6 +825,8 @@ def build(nodes: NodeCluster, ep: Endpoint | None = None) -> list[Bench]:
     for section, make, lib_makes in sections:
         lines = [make(kind) for kind in KINDS]
         lines += [lib(kind) for lib in lib_makes for kind in LIB_KINDS]
+        if section == T_SETUP:  # what the cryptography of a Noise-TCP setup costs alone
+            lines.append(HandshakeFloorBench("setup_raw"))
         for b in lines:
             b.metric.section = section
         transport += lines

@@ -182,9 +182,11 @@ class TcpSession(Session):
         if self.closed or w.is_closing() or not conn.is_open:
             raise SessionClosed(self.close_reason or "closed")
         # Encrypt and write in one synchronous step: nonces follow write order, one write.
+        # A large message goes as a view: what the socket does not take at once is then
+        # copied once into the transport's buffer, not first sliced into a new bytes object.
         conn.send_message(data)
         for buf in conn.data_to_send():
-            w.write(buf)
+            w.write(buf if len(buf) <= _WRITE_NOWAIT_MAX else memoryview(buf))
         transport = w.transport
         if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
             await self._wait_progress(w.drain, transport.get_write_buffer_size)

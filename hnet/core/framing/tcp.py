@@ -15,7 +15,10 @@ Receiving is stricter than the reference (which allocates whatever length is cla
 * a chunk's ciphertext length must be ``17..65535`` (no empty chunks, which would let a peer
   spin us without progress) and its plaintext must fit in what the message still lacks;
 * chunks are decrypted as soon as they are complete, so at most one partial chunk of
-  ciphertext is ever buffered, plus the plaintext of the message so far.
+  ciphertext is ever buffered, plus the message's plaintext buffer: allocated once (the
+  claimed length, already checked) when its first chunk of several is complete, each chunk
+  decrypted straight into it at its offset, and handed out as ``bytes`` without a copy.
+  Sending likewise encrypts every chunk into one preallocated output buffer.
 
 A zero-length message is an error both ways. The reference never sends one (a serialized
 KernelMessage is never empty) and, if it received one, would fail to decode the empty body and
@@ -25,6 +28,7 @@ close the connection; we reject it at the framing layer instead.
 from __future__ import annotations
 
 import enum
+import io
 import struct
 
 from hnet.core.framing.errors import FramingError
@@ -195,6 +199,14 @@ class HandshakeFrameReader:
 
 # --- transport phase --------------------------------------------------------------------------
 
+
+def _buffer(n: int) -> io.BytesIO:
+    """``n`` zero bytes to fill in place through ``getbuffer()`` and hand out as ``bytes`` with
+    ``getvalue()``: CPython returns the BytesIO's own bytes object when no view of it is left,
+    so the message is never copied (elsewhere ``getvalue`` copies; still correct)."""
+    return io.BytesIO(bytes(n))
+
+
 _HEADER = 0  # waiting for the u32 message length
 _CHUNK_HEADER = 1  # waiting for a u16 ciphertext length
 _CHUNK = 2  # waiting for the ciphertext
@@ -212,13 +224,14 @@ class TcpTransport:
     """
 
     __slots__ = (
+        "_bio",
         "_broken",
         "_buf",
         "_claimed",
         "_ct_len",
         "_got",
         "_max_message",
-        "_parts",
+        "_plain",
         "_recv",
         "_send",
         "_state",
@@ -237,7 +250,8 @@ class TcpTransport:
         self._claimed = 0
         self._got = 0
         self._ct_len = 0
-        self._parts: list[bytes] = []
+        self._bio: io.BytesIO | None = None  # the plaintext of a multi-chunk message so far
+        self._plain: memoryview | None = None  # ... and the view chunks are decrypted into
         self._broken = False
 
     # --- send ---------------------------------------------------------------------------------
@@ -249,20 +263,30 @@ class TcpTransport:
             raise FramingError("refusing to send an empty message")
         if n > self._max_message:
             raise FramingError(f"message of {n} bytes exceeds {self._max_message}")
-        encrypt = self._send.encrypt
         try:
             if n <= NOISE_MAX_PLAINTEXT:
-                return _U32_U16.pack(n, n + NOISE_TAG_LEN) + encrypt(plaintext)
-            pack = _U16.pack
-            parts = [_U32.pack(n)]
-            view = memoryview(plaintext)
-            for off in range(0, n, NOISE_MAX_PLAINTEXT):
-                ct = encrypt(view[off : off + NOISE_MAX_PLAINTEXT])
-                parts.append(pack(len(ct)))
-                parts.append(ct)
+                return _U32_U16.pack(n, n + NOISE_TAG_LEN) + self._send.encrypt(plaintext)
+            return self._encrypt_chunks(plaintext, n)
         except NoiseError as exc:
             raise FramingError(f"cannot encrypt: {exc}") from exc
-        return b"".join(parts)
+
+    def _encrypt_chunks(self, plaintext: BytesLike, n: int) -> bytes:
+        """A multi-chunk message, encrypted chunk by chunk straight into its one output buffer
+        (no per-chunk objects, no join)."""
+        chunks = -(-n // NOISE_MAX_PLAINTEXT)
+        bio = _buffer(4 + n + chunks * (2 + NOISE_TAG_LEN))
+        encrypt_into = self._send.encrypt_into
+        pack_into = _U16.pack_into
+        with memoryview(plaintext) as src, bio.getbuffer() as out:
+            _U32.pack_into(out, 0, n)
+            pos = 4
+            for off in range(0, n, NOISE_MAX_PLAINTEXT):
+                m = min(NOISE_MAX_PLAINTEXT, n - off)
+                pack_into(out, pos, m + NOISE_TAG_LEN)
+                pos += 2
+                encrypt_into(src[off : off + m], out[pos : pos + m + NOISE_TAG_LEN])
+                pos += m + NOISE_TAG_LEN
+        return bio.getvalue()
 
     # --- receive ------------------------------------------------------------------------------
 
@@ -295,7 +319,9 @@ class TcpTransport:
     def _fail(self) -> None:
         self._broken = True
         self._buf = bytearray()  # a fresh object: views of the old one may live in a traceback
-        self._parts = []
+        self._plain = None  # partial plaintext is never delivered: drop it with its buffer
+        self._bio = None
+        self._got = 0
 
     def _claim(self, claimed: int) -> None:
         if claimed == 0:
@@ -311,19 +337,63 @@ class TcpTransport:
             raise FramingError("transport chunk overruns the claimed message length")
         self._ct_len = ct_len
 
+    def _need(self) -> int:
+        """Bytes that complete the item in progress (``_buf`` holds its start)."""
+        held = len(self._buf)
+        if self._state == _CHUNK:
+            return self._ct_len - held
+        if self._state == _HEADER:  # fewer than 4 held: the u32 and the first u16
+            return 6 - held
+        return 2 - held  # _CHUNK_HEADER
+
     def _feed(self, data: BytesLike) -> list[bytes]:
-        # Parse straight from ``data`` when nothing is pending; copy only the unfinished tail.
-        src: BytesLike
-        if self._buf:
-            self._buf += data
-            src = self._buf
-        else:
-            src = data
+        out: list[bytes] = []
+        buf = self._buf
+        if not buf:
+            self._parse_all(data, out)
+            return out
+        # An item (header or chunk) is pending in ``buf``: complete only that one there, then
+        # parse the rest of ``data`` in place, so a read is not copied whole into ``buf``.
+        need = self._need()
+        with memoryview(data) as view:
+            if len(view) < need:
+                buf += view
+                return out
+            buf += view[:need]
+            self._parse(buf, out)  # consumes exactly ``buf``: the item ends there
+            buf.clear()
+            if len(view) > need:
+                self._parse_all(view[need:], out)
+        return out
+
+    def _parse_all(self, src: BytesLike, out: list[bytes]) -> None:
+        """Parse ``src`` (nothing pending); keep its unfinished tail in ``_buf``."""
+        pos = self._parse(src, out)
+        if pos < len(src):
+            with memoryview(src) as view:
+                self._buf += view[pos:]
+
+    def _start_message(self) -> memoryview:
+        """The buffer for the whole plaintext of a multi-chunk message (its length was checked
+        against ``max_message`` with the header): each chunk is decrypted at its offset."""
+        bio = self._bio = _buffer(self._claimed)
+        plain = self._plain = bio.getbuffer()
+        return plain
+
+    def _finish_message(self) -> bytes:
+        bio, plain = self._bio, self._plain
+        assert bio is not None and plain is not None
+        self._bio = self._plain = None
+        self._got = 0
+        plain.release()
+        return bio.getvalue()
+
+    def _parse(self, src: BytesLike, out: list[bytes]) -> int:
+        """Parse ``src`` from the start, appending completed messages; return bytes consumed."""
         end = len(src)
         pos = 0
-        out: list[bytes] = []
         state = self._state
-        decrypt = self._recv.decrypt
+        recv = self._recv
         view = memoryview(src)
         try:
             while True:
@@ -332,23 +402,31 @@ class TcpTransport:
                     ct_len = self._ct_len
                     if avail < ct_len:
                         break
+                    plain = self._plain
+                    if plain is None:
+                        if ct_len - NOISE_TAG_LEN == self._claimed:  # single-chunk message
+                            try:
+                                out.append(recv.decrypt(view[pos : pos + ct_len]))
+                            except NoiseError as exc:
+                                raise FramingError(
+                                    f"transport chunk failed to decrypt: {exc}"
+                                ) from exc
+                            pos += ct_len
+                            state = _HEADER
+                            continue
+                        plain = self._start_message()
+                    got = self._got
+                    pt_end = got + ct_len - NOISE_TAG_LEN
                     try:
-                        pt = decrypt(view[pos : pos + ct_len])
+                        recv.decrypt_into(view[pos : pos + ct_len], plain[got:pt_end])
                     except NoiseError as exc:
                         raise FramingError(f"transport chunk failed to decrypt: {exc}") from exc
                     pos += ct_len
-                    if self._got == 0 and len(pt) == self._claimed:  # single-chunk message
-                        out.append(pt)
-                        state = _HEADER
-                        continue
-                    self._parts.append(pt)
-                    self._got += len(pt)
-                    if self._got == self._claimed:
-                        out.append(b"".join(self._parts))
-                        self._parts = []
-                        self._got = 0
+                    if pt_end == self._claimed:
+                        out.append(self._finish_message())
                         state = _HEADER
                     else:
+                        self._got = pt_end
                         state = _CHUNK_HEADER
                 elif state == _HEADER:
                     if avail >= 6:
@@ -379,9 +457,4 @@ class TcpTransport:
         finally:
             view.release()
         self._state = state
-        if src is self._buf:
-            if pos:
-                del self._buf[:pos]  # O(1) in CPython: moves the logical start
-        elif pos < end:
-            self._buf = bytearray(src[pos:])
-        return out
+        return pos

@@ -102,5 +102,42 @@ class CipherState:
         self._n = n + 1
         return pt
 
+    def encrypt_into(self, plaintext: BytesLike, out: BytesLike, ad: BytesLike = b"") -> None:
+        """:meth:`encrypt` writing the ciphertext into ``out`` (a writable buffer of exactly
+        ``len(plaintext) + 16`` bytes, e.g. a memoryview slice) instead of a new object."""
+        aead = self._aead
+        if aead is None:
+            memoryview(out)[:] = plaintext
+            return
+        n = self._n
+        if n > MAX_NONCE:
+            raise NoiseError("nonce exhausted")
+        aead.encrypt_into(nonce_bytes(n), plaintext, ad, out)
+        self._n = n + 1
+
+    def decrypt_into(self, ciphertext: BytesLike, out: BytesLike, ad: BytesLike = b"") -> None:
+        """:meth:`decrypt` writing the plaintext into ``out`` (a writable buffer of exactly
+        ``len(ciphertext) - 16`` bytes). On a bad tag ``out`` may hold unauthenticated bytes:
+        the caller must discard it (and the session)."""
+        aead = self._aead
+        if aead is None:
+            memoryview(out)[:] = ciphertext
+            return
+        n = self._n
+        if n > MAX_NONCE:
+            raise NoiseError("nonce exhausted")
+        if len(ciphertext) < TAGLEN:
+            raise NoiseError("ciphertext shorter than the tag")
+        try:
+            aead.decrypt_into(nonce_bytes(n), ciphertext, ad, out)
+        except InvalidTag:
+            ok = False
+        else:
+            ok = True
+        if not ok:
+            del ciphertext, ad, out  # as in decrypt: no views kept alive by the traceback
+            raise NoiseError("decryption failed (bad tag)")
+        self._n = n + 1
+
     def __repr__(self) -> str:  # never show the key
         return f"CipherState(has_key={self.has_key}, nonce={self._n})"
