@@ -46,6 +46,8 @@ from hnet.core.quic.streams import (
     DirectionKeys,
     MessageOpener,
     MessageSealer,
+    open_whole,
+    seal_small,
     wire_size,
 )
 
@@ -156,11 +158,12 @@ Event = (
 class _Outbound:
     __slots__ = ("bulk", "pending", "sealer", "size", "stream_id", "written")
 
-    def __init__(self, stream_id: int, sealer: MessageSealer, bulk: bool) -> None:
+    def __init__(self, stream_id: int, size: int, sealer: MessageSealer | None) -> None:
         self.stream_id = stream_id
+        #: the frames still to seal: large messages only (a small one is sealed at once)
         self.sealer = sealer
-        self.size = sealer.size
-        self.bulk = bulk
+        self.size = size
+        self.bulk = sealer is not None
         self.written = False
         #: the rest of a sealed frame not yet handed to QUIC (bulk feeding)
         self.pending = memoryview(b"")
@@ -250,11 +253,14 @@ class _CircuitStream:
 
 
 class _Inbound:
-    __slots__ = ("complete", "opener")
+    __slots__ = ("claimed", "complete", "opener")
 
-    def __init__(self, opener: MessageOpener) -> None:
+    def __init__(self, opener: MessageOpener | None) -> None:
+        #: None: the message came whole in one piece (see streams.open_whole)
         self.opener = opener
         self.complete = False
+        #: the message's length, once complete (its share of the receive window)
+        self.claimed = 0
 
 
 # --- the connection --------------------------------------------------------------------------
@@ -303,6 +309,7 @@ class NoiseQuicConnection:
         self._recv_keys: DirectionKeys | None = None
         # streams the peer opened: message being received or awaiting delivery
         self._in: dict[int, _Inbound] = {}
+        self._partial = 0  # of those, messages still arriving
         self._recv_reserved = 0
         # circuit streams (§11.2): either side's, and peer streams still in their opening
         self._circ: dict[int, _CircuitStream] = {}
@@ -349,6 +356,13 @@ class NoiseQuicConnection:
     @property
     def outbound_open(self) -> int:
         return len(self._out)
+
+    @property
+    def small_only(self) -> bool:
+        """No large message of ours is being fed to QUIC, none of the peer's is arriving (no
+        message in several pieces) and no circuit stream is open: nothing that waits on the
+        acknowledgements of a flush (a flush may then wait QUIC_ACK_DELAY for company)."""
+        return not self._feeding and not self._partial and not self._circ
 
     @property
     def waiting_stream_credit(self) -> bool:
@@ -457,21 +471,26 @@ class NoiseQuicConnection:
             raise RuntimeError("no credit for this message (check can_send first)")
         assert self._send_keys is not None
         sid = self.quic.next_bidi_stream_id()
-        sealer = MessageSealer(self._send_keys.cipher(sid), message)
-        bulk = sealer.size > limits.QUIC_SMALL_MESSAGE
-        out = _Outbound(sid, sealer, bulk)
+        size = len(message)
+        cipher = self._send_keys.cipher(sid)
+        if size > limits.QUIC_SMALL_MESSAGE:
+            sealer = MessageSealer(cipher, message)
+            out = _Outbound(sid, size, sealer)
+        else:
+            wire = seal_small(cipher, message)  # before any state changes: it may raise
+            out = _Outbound(sid, size, None)
         self._out[sid] = out
         if not self.confirmed:
-            self._early_budget -= wire_size(out.size)
-        self.inflight_bytes += out.size
-        if bulk:
-            self.inflight_bulk_bytes += out.size
+            self._early_budget -= wire_size(size)
+        self.inflight_bytes += size
+        if out.sealer is not None:
+            self.inflight_bulk_bytes += size
             self.inflight_bulk_streams += 1
             # the length frame now: this opens the stream (the next id moves on)
-            self.quic.send_stream_data(sid, sealer.next_frames(1), False)
+            self.quic.send_stream_data(sid, out.sealer.next_frames(1), False)
             self._feeding.append(out)
         else:
-            self.quic.send_stream_data(sid, sealer.seal_all(), True)
+            self.quic.send_stream_data(sid, wire, True)
             out.written = True
             self._small_out += 1
             self._small_written = bool(self._feeding)
@@ -484,7 +503,7 @@ class NoiseQuicConnection:
         ib = self._in.pop(stream_id, None)
         if ib is None or not ib.complete:
             raise KeyError(f"no delivered message on stream {stream_id}")
-        self._recv_reserved -= ib.opener.claimed
+        self._recv_reserved -= ib.claimed
         if self._state != _CLOSED:
             self.quic.send_stream_data(stream_id, b"", True)
 
@@ -519,11 +538,13 @@ class NoiseQuicConnection:
         feeding = self._feeding
         while budget > 0 and feeding:
             out = feeding[0]
+            sealer = out.sealer
+            assert sealer is not None  # only large messages are fed
             if not out.pending:
-                out.pending = memoryview(out.sealer.next_frames(1))
+                out.pending = memoryview(sealer.next_frames(1))
             piece = out.pending[:budget]
             out.pending = out.pending[len(piece) :]
-            fin = out.sealer.done and not out.pending
+            fin = sealer.done and not out.pending
             quic.send_stream_data(out.stream_id, piece, fin)
             budget -= len(piece)
             wrote = True
@@ -604,6 +625,7 @@ class NoiseQuicConnection:
         self._state = _CLOSED
         self.closed = closed
         self._in.clear()
+        self._partial = 0
         self._circ.clear()
         self._opening = 0
         self._early.clear()
@@ -734,16 +756,29 @@ class NoiseQuicConnection:
                     f"more than {self.max_streams} message streams open",
                 )
             assert self._recv_keys is not None
-            ib = _Inbound(MessageOpener(self._recv_keys.cipher(sid), on_claim=self._claim))
-            self._in[sid] = ib
-        elif ib.complete:
+            cipher = self._recv_keys.cipher(sid)
+            message = open_whole(cipher, data, on_claim=self._claim) if fin else None
+            if message is not None:  # the usual small message: all of it in one piece
+                ib = self._in[sid] = _Inbound(None)
+                self._message_complete(sid, ib, message)
+                return
+            ib = self._in[sid] = _Inbound(MessageOpener(cipher, on_claim=self._claim))
+            self._partial += 1
+        opener = ib.opener
+        if ib.complete or opener is None:
             raise QuicProtocolError(QuicAppError.PROTOCOL_VIOLATION, "data after the message")
-        message = ib.opener.feed(data, fin)
+        message = opener.feed(data, fin)
         if message is not None:
-            ib.complete = True
-            self.stats["messages_in"] += 1
-            self.stats["bytes_in"] += len(message)
-            self._events.append(MessageReceived(sid, message))
+            self._message_complete(sid, ib, message)
+
+    def _message_complete(self, sid: int, ib: _Inbound, message: bytes) -> None:
+        ib.complete = True
+        ib.claimed = len(message)
+        if ib.opener is not None:
+            self._partial -= 1
+        self.stats["messages_in"] += 1
+        self.stats["bytes_in"] += len(message)
+        self._events.append(MessageReceived(sid, message))
 
     # --- circuit streams (docs/quic.md §11.2) ----------------------------------------------
 

@@ -51,6 +51,8 @@ __all__ = [
     "MessageOpener",
     "MessageSealer",
     "derive_stream_key",
+    "open_whole",
+    "seal_small",
     "wire_size",
 ]
 
@@ -70,6 +72,9 @@ _U64 = struct.Struct(">Q")
 _HEADER_CT = 4 + NOISE_TAG_LEN
 _MIN_CHUNK = NOISE_TAG_LEN + 1
 _BLOCK = 64  # BLAKE2s block size, the HMAC pad length
+_HEADER_PREFIX = _U16.pack(_HEADER_CT)
+#: a whole one-chunk message: header frame, then a chunk frame's u16 prefix
+_WHOLE_MIN = HEADER_FRAME_LEN + 2 + _MIN_CHUNK
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -119,6 +124,65 @@ class DirectionKeys:
 
     def __repr__(self) -> str:  # never show key material
         return f"DirectionKeys(direction={self.direction})"
+
+
+def seal_small(cipher: CipherState, message: BytesLike) -> bytes:
+    """Every frame of a message of one chunk (1..NOISE_MAX_PLAINTEXT bytes), as
+    ``MessageSealer(cipher, message).seal_all()`` gives them, in fewer steps."""
+    n = len(message)
+    if not 0 < n <= NOISE_MAX_PLAINTEXT:
+        raise ValueError(f"message of {n} bytes (one chunk is 1..{NOISE_MAX_PLAINTEXT})")
+    try:
+        header = cipher.encrypt(_U32.pack(n))
+        body = cipher.encrypt(message)
+    except NoiseError as e:  # cannot happen at nonces 0 and 1; kept for completeness
+        raise FramingError(f"cannot encrypt: {e}") from e
+    return b"".join((_HEADER_PREFIX, header, _U16.pack(len(body)), body))
+
+
+def open_whole(
+    cipher: CipherState,
+    data: bytes,
+    *,
+    max_message: int = MESSAGE_MAX_SIZE,
+    on_claim: Callable[[int], None] | None = None,
+) -> bytes | None:
+    """The message of a stream whose bytes all came at once, FIN included (``data``), when they
+    are exactly one header frame and one chunk frame completing it: the common small message.
+
+    None when ``data`` is anything else, or its header frame does not authenticate or claims
+    another length: then ``cipher`` is as it was (nonce 0) and :class:`MessageOpener` must
+    take the stream, which applies every rule and raises what breaks one. Once the claim is
+    accepted the checks are :class:`MessageOpener`'s own: ``on_claim`` is called as it would
+    call it, and a chunk that fails to authenticate raises the same error.
+    """
+    size = len(data)
+    if size < _WHOLE_MIN or data[:2] != _HEADER_PREFIX or cipher.nonce != 0:
+        return None
+    (n,) = _U16.unpack_from(data, HEADER_FRAME_LEN)
+    if size != HEADER_FRAME_LEN + 2 + n or n > NOISE_MAX_MESSAGE:
+        return None
+    view = memoryview(data)
+    try:
+        try:
+            header = cipher.decrypt(view[2:HEADER_FRAME_LEN])
+        except NoiseError:
+            cipher.set_nonce(0)
+            return None
+        (claimed,) = _U32.unpack(header)
+        if claimed != n - NOISE_TAG_LEN or not 0 < claimed <= max_message:
+            cipher.set_nonce(0)
+            return None
+        if on_claim is not None:
+            on_claim(claimed)
+        try:
+            return cipher.decrypt(view[HEADER_FRAME_LEN + 2 :])
+        except NoiseError:
+            raise QuicProtocolError(
+                QuicAppError.PROTOCOL_VIOLATION, "frame failed to authenticate"
+            ) from None
+    finally:
+        view.release()
 
 
 class MessageSealer:

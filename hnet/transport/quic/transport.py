@@ -114,6 +114,8 @@ class _Driver:
         self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
         #: the pending flush is flush_later's (delayed), not flush_soon's
         self._flush_delayed = False
+        #: the datagrams fed since the last burst end completed messages (see burst_end)
+        self._fresh_messages = False
         self._keepalive: asyncio.TimerHandle | None = None
         self._torn_down = False
         #: a connection that may carry circuits (set by the circuit layer): its liveness is
@@ -159,6 +161,21 @@ class _Driver:
                 Closed(int(QuicAppError.INTERNAL_ERROR), f"internal error: {e!r}", False, False)
             )
         self._teardown()
+
+    def burst_end(self) -> None:
+        """A burst of datagrams was fed: flush, unless it completed messages and the
+        connection carries small messages only (:attr:`NoiseQuicConnection.small_only`). Then
+        the reader delivers them on the next loop iteration and the application usually
+        answers there (a write flushes at once, flush_soon), or the next request follows:
+        QUIC's acknowledgement of the burst and the delivery FINs leave in the datagram of
+        that reply or request instead of one of their own, or within QUIC_ACK_DELAY if
+        nothing comes (flush_later, as for a delivery FIN alone)."""
+        fresh, self._fresh_messages = self._fresh_messages, False
+        core = self.core
+        if fresh and not self._torn_down and not core.is_closed and core.small_only:
+            self.flush_later()
+            return
+        self.flush()
 
     def flush(self) -> None:
         """Send what the connection has to send, re-arm its timer, tear down once closed."""
@@ -293,6 +310,7 @@ class _Driver:
         while (ev := core.next_event()) is not None:
             if isinstance(ev, MessageReceived):
                 self.inbox.append(ev)
+                self._fresh_messages = True
                 self._wake_inbox.set()
                 if self.session is not None:
                     self.session.touch()
@@ -599,7 +617,7 @@ class QuicSession(Session):
             raise SessionClosed(self.close_reason or "closed")
         host = old.local_address[0]
         drv = self._drv
-        new = UdpSocket(bind_udp(host, 0, old.family), drv.datagram_received, drv.flush)
+        new = UdpSocket(bind_udp(host, 0, old.family), drv.datagram_received, drv.burst_end)
         drv.send = new.sendto
         drv.on_teardown = lambda d: new.close()
         self._udp = new
@@ -669,7 +687,7 @@ async def connect(
     bind_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
     core = NoiseQuicConnection(be.client(), hs)
     drv = _Driver(core, lambda data, a: None)
-    udp = UdpSocket(bind_udp(bind_host, 0, family), drv.datagram_received, drv.flush)
+    udp = UdpSocket(bind_udp(bind_host, 0, family), drv.datagram_received, drv.burst_end)
     drv.send = udp.sendto
     drv.on_teardown = lambda d: udp.close()
     await _client_handshake(drv, addr, udp.close)
@@ -837,7 +855,7 @@ class QuicListener:
     def _flush_dirty(self) -> None:
         dirty, self._dirty = self._dirty, set()
         for drv in dirty:
-            drv.flush()
+            drv.burst_end()
 
     def _datagram(self, data: bytes, addr: qb.Addr) -> None:
         be = self._backend
