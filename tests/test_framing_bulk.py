@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import struct
+import tracemalloc
 
 import pytest
 
@@ -161,6 +162,28 @@ def test_overlong_claim_refused_before_allocation() -> None:
     with pytest.raises(FramingError, match="exceeds"):
         b.feed(struct.pack(">IH", MESSAGE_MAX_SIZE + 1, P + NOISE_TAG_LEN))
     assert b._bio is None
+
+
+def test_a_large_claim_costs_at_most_twice_what_arrived() -> None:
+    """One chunk of a 10 MB claim allocates no 10 MB buffer; past half of the message the
+    whole buffer is made, and the message still comes out whole and right."""
+    a, b = tcp_pair()
+    msg = random.Random(7).randbytes(MESSAGE_MAX_SIZE)
+    wire = a.encrypt_message(msg)
+    chunks = chunk_offsets(wire)
+    first_end = chunks[0][0] + chunks[0][1]
+    tracemalloc.start()
+    try:
+        assert b.feed(wire[:first_end]) == []
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * (first_end + 64 * 1024), f"one chunk made us hold {peak} bytes"
+    half = next(off + n for off, n in chunks if (off + n) * 2 >= len(wire))
+    assert b.feed(wire[first_end:half]) == []
+    assert b.buffered >= len(msg) // 2
+    assert b.feed(wire[half:]) == [msg]
+    assert b.buffered == 0
 
 
 def test_zero_length_claim() -> None:

@@ -15,9 +15,11 @@ Receiving is stricter than the reference (which allocates whatever length is cla
 * a chunk's ciphertext length must be ``17..65535`` (no empty chunks, which would let a peer
   spin us without progress) and its plaintext must fit in what the message still lacks;
 * chunks are decrypted as soon as they are complete, so at most one partial chunk of
-  ciphertext is ever buffered, plus the message's plaintext buffer: allocated once (the
-  claimed length, already checked) when its first chunk of several is complete, each chunk
-  decrypted straight into it at its offset, and handed out as ``bytes`` without a copy.
+  ciphertext is ever buffered, plus the message's plaintext so far: the first chunks of a
+  message of several as they are, then, once half of it has arrived, one buffer of the
+  claimed length (already checked) that they are copied into and the rest are decrypted
+  straight into, handed out as ``bytes`` without a copy. What a peer makes us hold stays
+  within twice what it has sent.
   Sending likewise encrypts every chunk into one preallocated output buffer.
 
 A zero-length message is an error both ways. The reference never sends one (a serialized
@@ -231,6 +233,7 @@ class TcpTransport:
         "_ct_len",
         "_got",
         "_max_message",
+        "_parts",
         "_plain",
         "_recv",
         "_send",
@@ -250,7 +253,9 @@ class TcpTransport:
         self._claimed = 0
         self._got = 0
         self._ct_len = 0
-        self._bio: io.BytesIO | None = None  # the plaintext of a multi-chunk message so far
+        #: a multi-chunk message's first chunks, decrypted, until half of it has arrived
+        self._parts: list[bytes] = []
+        self._bio: io.BytesIO | None = None  # then the buffer of its whole plaintext
         self._plain: memoryview | None = None  # ... and the view chunks are decrypted into
         self._broken = False
 
@@ -321,6 +326,7 @@ class TcpTransport:
         self._buf = bytearray()  # a fresh object: views of the old one may live in a traceback
         self._plain = None  # partial plaintext is never delivered: drop it with its buffer
         self._bio = None
+        self._parts = []
         self._got = 0
 
     def _claim(self, claimed: int) -> None:
@@ -375,9 +381,19 @@ class TcpTransport:
 
     def _start_message(self) -> memoryview:
         """The buffer for the whole plaintext of a multi-chunk message (its length was checked
-        against ``max_message`` with the header): each chunk is decrypted at its offset."""
+        against ``max_message`` with the header), holding the chunks decrypted so far; the
+        rest are decrypted at their offsets.
+
+        It is made only once half of the message has arrived, so what a peer makes us hold
+        stays within twice what it sent (a claim alone, or one chunk of a 10 MB claim, costs
+        no 10 MB buffer); the chunks before are copied in once, at most half the message."""
         bio = self._bio = _buffer(self._claimed)
         plain = self._plain = bio.getbuffer()
+        off = 0
+        for part in self._parts:
+            plain[off : off + len(part)] = part
+            off += len(part)
+        self._parts = []
         return plain
 
     def _finish_message(self) -> bytes:
@@ -413,6 +429,19 @@ class TcpTransport:
                                 ) from exc
                             pos += ct_len
                             state = _HEADER
+                            continue
+                        got = self._got
+                        if (got + ct_len - NOISE_TAG_LEN) * 2 < self._claimed:
+                            try:  # under half of the message so far: keep the pieces
+                                part = recv.decrypt(view[pos : pos + ct_len])
+                            except NoiseError as exc:
+                                raise FramingError(
+                                    f"transport chunk failed to decrypt: {exc}"
+                                ) from exc
+                            pos += ct_len
+                            self._parts.append(part)
+                            self._got = got + len(part)
+                            state = _CHUNK_HEADER
                             continue
                         plain = self._start_message()
                     got = self._got
