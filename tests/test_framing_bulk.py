@@ -175,7 +175,7 @@ def test_a_large_claim_costs_at_most_twice_what_arrived() -> None:
     tracemalloc.start()
     try:
         assert b.feed(wire[:first_end]) == []
-        held, peak = tracemalloc.get_traced_memory()
+        _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < 4 * (first_end + 64 * 1024), f"one chunk made us hold {peak} bytes"
