@@ -660,12 +660,13 @@ def hello_wire_bytes(src: str, dst: str, size: int) -> int:
 
 
 class NodeCluster:
-    """Two pairs of ``hnet node`` processes: one pair offers only TCP, the other only WS, so a
-    burst never switches a pair's session from one transport to the other."""
+    """Three pairs of ``hnet node`` processes: one pair offers only TCP, one only WS, one only
+    QUIC, so a burst never switches a pair's session from one transport to another."""
 
     PAIRS: ClassVar[dict[str, tuple[str, str]]] = {
         "tcp": ("bench-tcp-a.os", "bench-tcp-b.os"),
         "ws": ("bench-ws-a.os", "bench-ws-b.os"),
+        "quic": ("bench-quic-a.os", "bench-quic-b.os"),
     }
 
     def __init__(self, root: Path, cpu: int | None = None) -> None:
@@ -704,7 +705,7 @@ class NodeHello:
         self.src, self.dst = NodeCluster.PAIRS[via]
         self.metric = Metric(
             f"node_hello_{via}",
-            f"node hello/ack, {'TCP' if via == 'tcp' else 'WS'} (2 processes)",
+            f"node hello/ack, {via.upper()} (2 processes)",
             LATENCY,
             "raw_tcp_pingpong_2proc",
             params={
@@ -774,6 +775,7 @@ SESSION_TAGS = {
     "raw_tcp_pingpong_2proc": {"raw"},
     "node_hello_tcp": {"tcp", "nodes"},
     "node_hello_ws": {"ws", "nodes"},
+    "node_hello_quic": {"quic", "nodes"},
     "raw_tcp_bulk": {"raw"},
     "noise_tcp_bulk": {"tcp"},
     "aead_seal_open": {"tcp"},
@@ -797,6 +799,7 @@ def build(nodes: NodeCluster, ep: Endpoint | None = None) -> list[Bench]:
         RawPingPongRemote(nodes.cpu),
         NodeHello(nodes, "tcp"),
         NodeHello(nodes, "ws"),
+        NodeHello(nodes, "quic"),
         RawBulk(),
         SessionBulk(TcpPair(SinkDeliver()), "noise_tcp_bulk", "Noise-TCP session bulk"),
         AeadFloorBench("raw_tcp_bulk"),
