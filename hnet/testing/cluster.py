@@ -26,18 +26,27 @@ from hns import Registry
 LOOPBACK = "127.0.0.1"
 
 
+#: ports this process has handed out: the kernel may offer a port again once its probe socket
+#: is closed, and two nodes registered before either binds must not get the same one
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = LOOPBACK, kind: int = socket.SOCK_STREAM) -> int:
-    """A port free for both TCP and UDP right now (the kernel picks; races are unlikely)."""
+    """A port free for both TCP and UDP right now, never one handed out before in this
+    process (the kernel picks; a race with another process stays possible, if unlikely)."""
     for _ in range(50):
         with socket.socket(socket.AF_INET, kind) as s:
             s.bind((host, 0))
             port: int = s.getsockname()[1]
+        if port in _HANDED_OUT:
+            continue
         other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
         try:
             with socket.socket(socket.AF_INET, other) as s2:
                 s2.bind((host, port))
         except OSError:
             continue
+        _HANDED_OUT.add(port)
         return port
     raise OSError("no free port found")
 
