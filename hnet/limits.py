@@ -227,6 +227,10 @@ QUIC_BULK_YIELD_WINDOW = 8 * 1024
 #: How long bulk keeps yielding after a small message was acknowledged: it bridges the gap
 #: between a reply and the next request of an exchange, so that request too finds a short queue.
 QUIC_BULK_YIELD_HOLD = 0.005
+#: aioquic only: its congestion window is kept at most this rate (bytes/s) times its smoothed
+#: RTT. It grows the window even while the application limits the sender, and past ~1 GB/s its
+#: pacer sends one datagram per wake-up (hnet.core.quic.backend._cap_aioquic_window).
+QUIC_MAX_PACING_RATE = 500 * 1000 * 1000
 #: QUIC's timer granularity (RFC 9002 kGranularity): both backends clamp RTT samples to at least
 #: this, so a measured minimum RTT is only known to within it.
 QUIC_RTT_GRANULARITY = 0.001

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import pytest
 
 from hnet import keys, limits
 from hnet.core.handshake import HandshakeError, PeerHandshake
+from hnet.core.sendqueue import ByteBudget, Outgoing, OutgoingState, SendQueue
 from hnet.transport.quic import QuicListener, QuicSession, connect
 from hnet.transport.session import Session, SessionClosed, SessionError
 from tests.test_quic_util import (
@@ -425,3 +427,114 @@ async def test_ipv6_loopback(book: Book, backend: str):
             await server_run
     finally:
         listener.close()
+
+
+def _started(session: QuicSession, deliver, closed: list[str]) -> None:
+    """Start ``session`` as a peer table does: a synchronous ``deliver``, a byte-bounded queue."""
+    queue = SendQueue(
+        limits.SEND_QUEUE_BYTES,
+        ByteBudget(limits.NODE_SEND_BUDGET),
+        lanes=session.lanes,
+        small_size=session.small_size,
+    )
+    session.start(
+        queue=queue,
+        deliver=deliver,
+        on_closed=lambda s, left: closed.append(s.close_reason or "?"),
+        idle_timeout=60.0,
+    )
+
+
+def _submit(session: QuicSession, data: bytes) -> Outgoing:
+    item = Outgoing(data, time.monotonic() + 10.0, None)
+    assert session.submit(item)
+    return item
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_started_session_delivers_from_the_transport_callback(book: Book, backend: str):
+    """A session started by a peer table gets its messages straight from the driver's
+    dispatch (no reader task in between), every one of them, and returns their credit."""
+    alice, bob = book.add("alice.os"), book.add("bob.os")
+
+    async def echo(session: Session, data: bytes) -> None:
+        await session.send(data)
+
+    async with running_server(book, bob, backend, on_message=echo) as (_server, port):
+        async with asyncio.timeout(10):
+            s = await connect(HOST, port, book.initiator(alice, "bob.os"), backend=backend)
+        got: list[tuple[bytes, bool]] = []
+        closed: list[str] = []
+
+        def deliver(_s: Session, data: bytes) -> None:
+            got.append((data, asyncio.current_task() is None))
+
+        _started(s, deliver, closed)
+        try:
+            await wait_until(lambda: s.deliver_now is not None)
+            sent = [os.urandom(n) for n in (1, 64, 1000, limits.NOISE_MAX_PLAINTEXT + 1, 150_000)]
+            sent += [os.urandom(64) for _ in range(200)]  # more than the streams kept open
+            items = []
+            for m in sent:
+                items.append(_submit(s, m))
+            await wait_until(lambda: len(got) == len(sent))
+            assert sorted(d for d, _ in got) == sorted(sent)
+            assert all(direct for _, direct in got), "delivered from a task, not the callback"
+            assert all(i.state is OutgoingState.WRITTEN for i in items)
+            assert s.messages_in == len(sent) and not s._drv.inbox and not closed
+        finally:
+            s.abort("test done")
+            await s.wait_closed()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_failing_deliver_is_a_local_error(book: Book, backend: str):
+    """Our own deliver raising (a bug of ours) closes that session as a local error, not as
+    the peer's protocol violation, and the peer sees the close."""
+    alice, bob = book.add("alice.os"), book.add("bob.os")
+
+    async def echo(session: Session, data: bytes) -> None:
+        await session.send(data)
+
+    async with running_server(book, bob, backend, on_message=echo) as (server, port):
+        async with asyncio.timeout(10):
+            s = await connect(HOST, port, book.initiator(alice, "bob.os"), backend=backend)
+        closed: list[str] = []
+
+        def deliver(_s: Session, data: bytes) -> None:
+            raise RuntimeError("bug in deliver")
+
+        _started(s, deliver, closed)
+        await wait_until(lambda: s.deliver_now is not None)
+        async with asyncio.timeout(10):
+            await server.new_session.wait()
+        _submit(s, b"boom")
+        await wait_until(lambda: bool(closed))
+        assert "local error" in closed[0] and "bug in deliver" in closed[0]
+        assert s.violation is None
+        await wait_until(lambda: server.sessions[0].closed)
+        await s.wait_closed()
+
+
+async def test_aioquic_window_stays_where_its_pacer_works(book: Book):
+    """aioquic grows its congestion window while our bulk window limits the sender; past
+    QUIC_MAX_PACING_RATE x RTT its pacer would send one datagram per wake-up (bulk on a
+    long-lived connection fell to 1.3 MB/s). After 30 MB on one connection the window is
+    capped and the pacer still sends bursts."""
+    alice, bob = book.add("alice.os"), book.add("bob.os")
+    async with running_server(book, bob, "aioquic") as (server, port):
+        client = await dial(book, alice, "bob.os", port, "aioquic")
+        try:
+            big = os.urandom(10_000_000)
+            for i in range(3):
+                await client.session.send(big)
+                await wait_until(lambda i=i: len(server.received) == i + 1, timeout=40)
+            loss = client.session._drv.core.quic._c._loss  # the aioquic connection's recovery
+            srtt = loss._rtt_smoothed
+            cap = max(limits.QUIC_MAX_PACING_RATE * srtt, 16 * limits.QUIC_MAX_DATAGRAM_SIZE)
+            assert loss._cc.congestion_window <= cap + limits.QUIC_MAX_DATAGRAM_SIZE
+            pacer = loss._pacer
+            assert pacer.packet_time is not None
+            assert pacer.bucket_max >= 2 * pacer.packet_time  # a burst per wake-up, not one
+        finally:
+            await client.aclose()

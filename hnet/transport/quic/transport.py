@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import os
 import socket
@@ -40,10 +41,18 @@ from hnet.core.quic.connection import (
 )
 from hnet.core.quic.errors import QuicAppError
 from hnet.core.quic.retry import RetryTokens
+from hnet.core.sendqueue import SendQueue
 from hnet.log import get_logger
 from hnet.transport.gate import HandshakeGate, Slot
 from hnet.transport.quic.udp import UdpSocket, bind_udp
-from hnet.transport.session import Deliver, ResolveKey, Session, SessionClosed, SessionError
+from hnet.transport.session import (
+    Deliver,
+    OnClosed,
+    ResolveKey,
+    Session,
+    SessionClosed,
+    SessionError,
+)
 
 __all__ = ["CircuitHandler", "QuicListener", "QuicSession", "connect"]
 
@@ -309,11 +318,15 @@ class _Driver:
         core = self.core
         while (ev := core.next_event()) is not None:
             if isinstance(ev, MessageReceived):
-                self.inbox.append(ev)
                 self._fresh_messages = True
+                session = self.session
+                if session is not None:
+                    session.touch()
+                    if session.deliver_now is not None and not self.inbox:
+                        session.deliver_now(ev)
+                        continue
+                self.inbox.append(ev)
                 self._wake_inbox.set()
-                if self.session is not None:
-                    self.session.touch()
             elif isinstance(ev, SendCredit):
                 self.credit_events += 1
                 self._wake_credit.set()
@@ -436,6 +449,11 @@ class QuicSession(Session):
         self.on_transport_closed: Callable[[QuicSession], None] | None = None
         #: True while circuits run over this connection (a retired one then stays open)
         self.keep_open: Callable[[], bool] | None = None
+        #: started by a peer table (its ``deliver`` never returns an awaitable): messages are
+        #: then delivered from the driver's event dispatch, without waking the reader task
+        self._direct = False
+        #: set by the reader once the inbox is empty, in direct mode (see _deliver_now)
+        self.deliver_now: Callable[[MessageReceived], None] | None = None
         driver.session = self
         if driver.core.closed is not None:
             self.on_closed(driver.core.closed)
@@ -575,15 +593,52 @@ class QuicSession(Session):
         self._last_sid = core.send_message(data)
         drv.flush_soon()
 
+    def start(
+        self,
+        *,
+        queue: SendQueue,
+        deliver: Deliver,
+        on_closed: OnClosed,
+        idle_timeout: float,
+    ) -> None:
+        # Started by a peer table: its ``deliver`` never returns an awaitable, so messages can
+        # be delivered straight from the driver's dispatch (see _deliver_now), as TCP's are
+        # from the transport callback.
+        self._direct = True
+        super().start(queue=queue, deliver=deliver, on_closed=on_closed, idle_timeout=idle_timeout)
+
+    def _deliver_now(self, deliver: Deliver, ev: MessageReceived) -> None:
+        """Deliver one message from the driver's dispatch (direct mode), then return its
+        credit. A failure of ``deliver`` is a bug of ours: it closes this session as a local
+        error, never the driver's dispatch."""
+        if self.closed or self.violation is not None:
+            return  # never deliver after a protocol violation or a close
+        self.messages_in += 1
+        try:
+            deliver(self, ev.data)
+        except Exception as e:
+            log.exception("session delivery failed (local error)", peer=self.peer_name)
+            self.deliver_now = None
+            self.abort(f"local error: {e!r}")
+            return
+        core = self._drv.core
+        if not core.is_closed:
+            core.message_delivered(ev.stream_id)
+            self._drv.flush_later()
+
     async def _read_loop(self, deliver: Deliver) -> None:
         """Deliver messages until the session closes (return) or the peer breaks the protocol
         (:class:`SessionError`). Each message is acknowledged to its sender (its credit
-        returned) once delivered; ``deliver`` never blocks."""
+        returned) once delivered; ``deliver`` never blocks. In direct mode (:meth:`start`)
+        this delivers what came before it ran, then hands delivery to the driver's dispatch
+        and only waits for the end."""
         drv = self._drv
         while True:
             if not drv.inbox:
                 if self.closed:
                     break
+                if self._direct and self.deliver_now is None and self.violation is None:
+                    self.deliver_now = functools.partial(self._deliver_now, deliver)
                 await drv.wait_inbox()
                 if not drv.inbox:
                     break  # closed
