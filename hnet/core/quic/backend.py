@@ -328,14 +328,16 @@ def _cap_aioquic_window(loss: Any) -> None:
     within four messages. The cap (at least 16 datagrams, aioquic's pacing burst) is far above
     what a Python QUIC stack sends, so it never limits a transfer.
     """
-    if not loss._rtt_initialized:
+    # aioquic internals (1.x); were they ever renamed, this does nothing rather than break ACKs
+    cc = getattr(loss, "_cc", None)
+    pacer = getattr(loss, "_pacer", None)
+    if cc is None or pacer is None or not getattr(loss, "_rtt_initialized", False):
         return
     srtt = float(loss._rtt_smoothed)
-    cc = loss._cc
     cap = max(int(limits.QUIC_MAX_PACING_RATE * srtt), 16 * limits.QUIC_MAX_DATAGRAM_SIZE)
     if cc.congestion_window > cap:
         cc.congestion_window = cap
-        loss._pacer.update_rate(congestion_window=cap, smoothed_rtt=srtt)
+        pacer.update_rate(congestion_window=cap, smoothed_rtt=srtt)
 
 
 class _AioquicBackend(Backend):
