@@ -18,6 +18,7 @@ from tests.test_quic_util import (
     HOST,
     Book,
     Client,
+    Identity,
     dial,
     running_server,
     wait_until,
@@ -31,20 +32,13 @@ def book() -> Book:
     return Book()
 
 
-def echo_to(server_sessions: list[QuicSession]):
-    async def echo(session: Session, data: bytes) -> None:
-        await session.send(data)
-
-    return echo
+async def echo(session: Session, data: bytes) -> None:
+    await session.send(data)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_handshake_and_messages_both_ways(book: Book, backend: str):
     alice, bob = book.add("alice.os"), book.add("bob.os")
-
-    async def echo(session: Session, data: bytes) -> None:
-        await session.send(data)
-
     async with running_server(book, bob, backend, on_message=echo) as (server, port):
         client = await dial(book, alice, "bob.os", port, backend)
         try:
@@ -286,8 +280,7 @@ async def test_close_is_seen_by_the_peer(book: Book, backend: str):
 async def test_idle_session_closes(book: Book, backend: str):
     alice, bob = book.add("alice.os"), book.add("bob.os")
     async with running_server(book, bob, backend) as (server, port):
-        async with asyncio.timeout(10):
-            s = await connect(HOST, port, book.initiator(alice, "bob.os"), backend=backend)
+        s = await _connect(book, alice, port, backend)
 
         async def deliver(session: Session, data: bytes) -> None:
             pass
@@ -321,10 +314,6 @@ async def test_connect_timeout_releases_everything(book: Book, backend: str):
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_many_concurrent_messages(book: Book, backend: str):
     alice, bob = book.add("alice.os"), book.add("bob.os")
-
-    async def echo(session: Session, data: bytes) -> None:
-        await session.send(data)
-
     async with running_server(book, bob, backend, on_message=echo) as (_, port):
         client = await dial(book, alice, "bob.os", port, backend)
         try:
@@ -445,6 +434,12 @@ def _started(session: QuicSession, deliver, closed: list[str]) -> None:
     )
 
 
+async def _connect(book: Book, me: Identity, port: int, backend: str) -> QuicSession:
+    """A session to bob.os, not started (the test starts it as a peer table would)."""
+    async with asyncio.timeout(10):
+        return await connect(HOST, port, book.initiator(me, "bob.os"), backend=backend)
+
+
 def _submit(session: QuicSession, data: bytes) -> Outgoing:
     item = Outgoing(data, time.monotonic() + 10.0, None)
     assert session.submit(item)
@@ -456,13 +451,8 @@ async def test_started_session_delivers_from_the_transport_callback(book: Book, 
     """A session started by a peer table gets its messages straight from the driver's
     dispatch (no reader task in between), every one of them, and returns their credit."""
     alice, bob = book.add("alice.os"), book.add("bob.os")
-
-    async def echo(session: Session, data: bytes) -> None:
-        await session.send(data)
-
     async with running_server(book, bob, backend, on_message=echo) as (_server, port):
-        async with asyncio.timeout(10):
-            s = await connect(HOST, port, book.initiator(alice, "bob.os"), backend=backend)
+        s = await _connect(book, alice, port, backend)
         got: list[tuple[bytes, bool]] = []
         closed: list[str] = []
 
@@ -474,9 +464,7 @@ async def test_started_session_delivers_from_the_transport_callback(book: Book, 
             await wait_until(lambda: s.deliver_now is not None)
             sent = [os.urandom(n) for n in (1, 64, 1000, limits.NOISE_MAX_PLAINTEXT + 1, 150_000)]
             sent += [os.urandom(64) for _ in range(200)]  # more than the streams kept open
-            items = []
-            for m in sent:
-                items.append(_submit(s, m))
+            items = [_submit(s, m) for m in sent]
             await wait_until(lambda: len(got) == len(sent))
             assert sorted(d for d, _ in got) == sorted(sent)
             assert all(direct for _, direct in got), "delivered from a task, not the callback"
@@ -492,13 +480,8 @@ async def test_a_failing_deliver_is_a_local_error(book: Book, backend: str):
     """Our own deliver raising (a bug of ours) closes that session as a local error, not as
     the peer's protocol violation, and the peer sees the close."""
     alice, bob = book.add("alice.os"), book.add("bob.os")
-
-    async def echo(session: Session, data: bytes) -> None:
-        await session.send(data)
-
     async with running_server(book, bob, backend, on_message=echo) as (server, port):
-        async with asyncio.timeout(10):
-            s = await connect(HOST, port, book.initiator(alice, "bob.os"), backend=backend)
+        s = await _connect(book, alice, port, backend)
         closed: list[str] = []
 
         def deliver(_s: Session, data: bytes) -> None:

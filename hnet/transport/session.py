@@ -87,6 +87,10 @@ class Session(abc.ABC):
         self._closed_reported = False
         #: standalone use: set when queued bytes are given back
         self._room = asyncio.Event()
+        #: started by a peer table (:meth:`start`), whose ``deliver`` never returns an
+        #: awaitable: a transport may then deliver from its own callback instead of the reader
+        #: task (TCP's _DirectReader, QUIC's _deliver_now)
+        self._direct = False
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -99,6 +103,7 @@ class Session(abc.ABC):
         idle_timeout: float,
     ) -> None:
         """Start reading and writing. ``queue`` must have :attr:`lanes` lanes."""
+        self._direct = True
         if self.queue is not None:
             raise RuntimeError("session already started")
         if queue.lanes != self.lanes:

@@ -22,7 +22,6 @@ from typing import cast
 
 from hnet import limits
 from hnet.core.handshake import HandshakeError, PeerHandshake
-from hnet.core.sendqueue import SendQueue
 from hnet.core.stream import (
     ConnectionClosed,
     HandshakeComplete,
@@ -36,7 +35,6 @@ from hnet.core.stream import (
 )
 from hnet.transport.session import (
     Deliver,
-    OnClosed,
     ResolveKey,
     Session,
     SessionClosed,
@@ -156,7 +154,6 @@ class TcpSession(Session):
         self._conn = conn
         self._transport = writer.transport
         self._high_water = writer.transport.get_write_buffer_limits()[1]
-        self._direct = False
 
     def _write_nowait(self, data: bytes) -> bool:
         if len(data) > _WRITE_NOWAIT_MAX:
@@ -190,19 +187,6 @@ class TcpSession(Session):
         transport = w.transport
         if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
             await self._wait_progress(w.drain, transport.get_write_buffer_size)
-
-    def start(
-        self,
-        *,
-        queue: SendQueue,
-        deliver: Deliver,
-        on_closed: OnClosed,
-        idle_timeout: float,
-    ) -> None:
-        # Started by a peer table: its ``deliver`` never returns an awaitable, so bytes can
-        # be handled straight from the transport's callback (see _DirectReader).
-        self._direct = True
-        super().start(queue=queue, deliver=deliver, on_closed=on_closed, idle_timeout=idle_timeout)
 
     async def _read_loop(self, deliver: Deliver) -> None:
         reader = self._reader

@@ -41,18 +41,10 @@ from hnet.core.quic.connection import (
 )
 from hnet.core.quic.errors import QuicAppError
 from hnet.core.quic.retry import RetryTokens
-from hnet.core.sendqueue import SendQueue
 from hnet.log import get_logger
 from hnet.transport.gate import HandshakeGate, Slot
 from hnet.transport.quic.udp import UdpSocket, bind_udp
-from hnet.transport.session import (
-    Deliver,
-    OnClosed,
-    ResolveKey,
-    Session,
-    SessionClosed,
-    SessionError,
-)
+from hnet.transport.session import Deliver, ResolveKey, Session, SessionClosed, SessionError
 
 __all__ = ["CircuitHandler", "QuicListener", "QuicSession", "connect"]
 
@@ -449,9 +441,6 @@ class QuicSession(Session):
         self.on_transport_closed: Callable[[QuicSession], None] | None = None
         #: True while circuits run over this connection (a retired one then stays open)
         self.keep_open: Callable[[], bool] | None = None
-        #: started by a peer table (its ``deliver`` never returns an awaitable): messages are
-        #: then delivered from the driver's event dispatch, without waking the reader task
-        self._direct = False
         #: set by the reader once the inbox is empty, in direct mode (see _deliver_now)
         self.deliver_now: Callable[[MessageReceived], None] | None = None
         driver.session = self
@@ -593,20 +582,6 @@ class QuicSession(Session):
         self._last_sid = core.send_message(data)
         drv.flush_soon()
 
-    def start(
-        self,
-        *,
-        queue: SendQueue,
-        deliver: Deliver,
-        on_closed: OnClosed,
-        idle_timeout: float,
-    ) -> None:
-        # Started by a peer table: its ``deliver`` never returns an awaitable, so messages can
-        # be delivered straight from the driver's dispatch (see _deliver_now), as TCP's are
-        # from the transport callback.
-        self._direct = True
-        super().start(queue=queue, deliver=deliver, on_closed=on_closed, idle_timeout=idle_timeout)
-
     def _deliver_now(self, deliver: Deliver, ev: MessageReceived) -> None:
         """Deliver one message from the driver's dispatch (direct mode), then return its
         credit. A failure of ``deliver`` is a bug of ours: it closes this session as a local
@@ -629,7 +604,7 @@ class QuicSession(Session):
     async def _read_loop(self, deliver: Deliver) -> None:
         """Deliver messages until the session closes (return) or the peer breaks the protocol
         (:class:`SessionError`). Each message is acknowledged to its sender (its credit
-        returned) once delivered; ``deliver`` never blocks. In direct mode (:meth:`start`)
+        returned) once delivered; ``deliver`` never blocks. In direct mode (:meth:`Session.start`)
         this delivers what came before it ran, then hands delivery to the driver's dispatch
         and only waits for the end."""
         drv = self._drv
