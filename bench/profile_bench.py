@@ -16,8 +16,10 @@ import asyncio
 import cProfile
 import io
 import pstats
+import statistics
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from bench.transports import Endpoint, TransportServers
 from hnet import runtime
 
 
-async def profile(key: str, n: int, sort: str, top: int) -> str:
+async def profile(key: str, n: int, sort: str, top: int, run_for: float = 0.0) -> str:
     ids = Identities.generate()
     ep = Endpoint(ids, {})
     with tempfile.TemporaryDirectory(prefix="hnet-profile-") as tmp:
@@ -41,7 +43,8 @@ async def profile(key: str, n: int, sort: str, top: int) -> str:
     if key not in candidates:
         raise SystemExit(f"unknown or unprofilable key {key!r}; one of: {', '.join(candidates)}")
     bench = candidates[key]
-    plan = replace(DEFAULT_PLAN, pingpong_n=n, bulk_count=max(1, n // 500))
+    tplan = replace(DEFAULT_PLAN.transport, setup=max(5, n // 10))
+    plan = replace(DEFAULT_PLAN, pingpong_n=n, bulk_count=max(1, n // 500), transport=tplan)
     servers = TransportServers(ids)
     try:
         if bench.metric.section != SESSIONS:  # the transports section: start its servers
@@ -50,6 +53,15 @@ async def profile(key: str, n: int, sort: str, top: int) -> str:
             await bench.setup()
         await bench.measure(plan.warmup())
         plain, _ = await bench.measure(plan)
+        if run_for > 0:  # no cProfile: a sampling profiler outside watches this process
+            values = [plain]
+            deadline = time.monotonic() + run_for
+            while time.monotonic() < deadline:
+                values.append((await bench.measure(plan))[0])
+            return (
+                f"{bench.metric.label}: {len(values)} measurements in {run_for:.0f} s,"
+                f" median {statistics.median(values):.1f} {bench.metric.unit}"
+            )
         prof = cProfile.Profile()
         prof.enable()
         profiled, _ = await bench.measure(plan)
@@ -63,8 +75,45 @@ async def profile(key: str, n: int, sort: str, top: int) -> str:
         f"{profiled:.1f} under cProfile",
         file=out,
     )
-    pstats.Stats(prof, stream=out).strip_dirs().sort_stats(sort).print_stats(top)
+    stats = pstats.Stats(prof, stream=out)
+    print(owners_table(stats), file=out)
+    stats.strip_dirs().sort_stats(sort).print_stats(top)
     return out.getvalue()
+
+
+#: who owns a profiled function, by a fragment of its file name or, for a function written in C,
+#: of its description; the first match wins
+OWNERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("hnet (ours)", ("/hnet/",)),
+    ("benchmark harness", ("/bench/",)),
+    ("QUIC library (qh3, aioquic)", ("qh3", "aioquic", "pylsqpack")),
+    ("crypto library (cryptography, hashlib)", ("cryptography", "_blake2", "hashlib", "hmac")),
+    ("sockets (system calls)", ("_socket.socket", "socket.py")),
+    ("event loop (asyncio, uvloop)", ("asyncio", "uvloop", "_asyncio", "selectors")),
+)
+OTHER = "interpreter and other builtins"
+
+
+def owner(func: tuple[str, int, str]) -> str:
+    filename, _, name = func
+    where = filename if filename != "~" else name
+    for label, fragments in OWNERS:
+        if any(f in where for f in fragments):
+            return label
+    return OTHER
+
+
+def owners_table(stats: pstats.Stats) -> str:
+    """Own time (cProfile's tottime) summed by owner: how much of a profile is our code, the
+    libraries under it, the event loop and the interpreter."""
+    totals: dict[str, float] = {}
+    for func, entry in stats.stats.items():  # type: ignore[attr-defined]
+        totals[owner(func)] = totals.get(owner(func), 0.0) + entry[2]
+    whole = sum(totals.values()) or 1.0
+    lines = ["own time by owner:"]
+    for label, t in sorted(totals.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {100 * t / whole:5.1f} %  {t:8.3f} s  {label}")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -74,12 +123,23 @@ def main() -> None:
         "--n",
         type=int,
         default=5000,
-        help="round trips (bulk: n/500 messages); the transports section uses its default sizes",
+        help=(
+            "round trips (bulk: n/500 messages; setup: n/10 connections); the transports"
+            " section's other lines use their default sizes"
+        ),
     )
     p.add_argument("--sort", default="tottime", choices=["tottime", "cumtime"])
     p.add_argument("--top", type=int, default=30)
+    p.add_argument(
+        "--run-for",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="no cProfile: measure again and again for S seconds, for a sampling profiler"
+        " (bench/spy_owners.py)",
+    )
     args = p.parse_args()
-    print(runtime.run(profile(args.key, args.n, args.sort, args.top)))
+    print(runtime.run(profile(args.key, args.n, args.sort, args.top, args.run_for)))
 
 
 if __name__ == "__main__":

@@ -89,12 +89,15 @@ from bench.transports import (
     TransportServers,
 )
 from hnet import runtime
+from hnet.core.sendqueue import ByteBudget, Outgoing, SendQueue
 from hnet.core.wire import (
     Address,
     KernelMessage,
     Request,
+    SendErrorKind,
     encode_kernel_message,
 )
+from hnet.limits import NODE_SEND_BUDGET, SEND_QUEUE_BYTES
 from hnet.testing.cluster import Cluster
 from hnet.transport import tcp as tcp_transport
 from hnet.transport import ws as ws_transport
@@ -548,6 +551,93 @@ class TcpPair(SessionPair):
         await close_server(self._server)
 
 
+class DrivenTcpPair(TcpPair):
+    """A TCP session pair driven as a node's peer table drives its sessions: both ends
+    :meth:`Session.start`-ed with a send queue and a plain ``deliver`` (so messages are
+    delivered from the transport's callback, with no reader-task wake-up), sending with
+    :meth:`Session.submit`. The server's ``deliver`` echoes each message."""
+
+    def __init__(self) -> None:
+        super().__init__(echo_deliver)  # not used: serve() below starts the session instead
+        self._waiter: asyncio.Future[bytes] | None = None
+        self.failure: str | None = None
+
+    @staticmethod
+    def _queue(session: Session) -> SendQueue:
+        budget = ByteBudget(NODE_SEND_BUDGET)
+        return SendQueue(
+            SEND_QUEUE_BYTES, budget, lanes=session.lanes, small_size=session.small_size
+        )
+
+    def _submit(self, session: Session, data: bytes) -> None:
+        item = Outgoing(data, time.monotonic() + MEASURE_TIMEOUT, None, on_fail=self._failed)
+        if not session.submit(item):
+            self._fail(f"{session.describe()}: no room in the send queue")
+
+    def _failed(self, _item: Outgoing, kind: SendErrorKind, reason: str) -> None:
+        self._fail(f"send failed ({kind.name}): {reason}")
+
+    def _fail(self, reason: str) -> None:
+        self.failure = self.failure or reason
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(BenchError(f"driven TCP pair: {self.failure}"))
+
+    def _closed(self, session: Session, _left: list[Outgoing]) -> None:
+        self._fail(f"{session.describe()} closed: {session.close_reason}")
+
+    def _start(self, session: Session, deliver: Callable[[Session, bytes], None]) -> None:
+        session.start(
+            queue=self._queue(session), deliver=deliver, on_closed=self._closed, idle_timeout=IDLE
+        )
+
+    def _echo(self, session: Session, message: bytes) -> None:
+        self._submit(session, message)
+
+    def _reply(self, _session: Session, message: bytes) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is None or waiter.done():
+            self._fail(f"unexpected message of {len(message)} bytes")
+        else:
+            waiter.set_result(message)
+
+    async def serve(self, accept: Awaitable[Session]) -> None:
+        async with asyncio.timeout(SETUP_TIMEOUT):
+            session = await accept
+        self._server_sessions.append(session)
+        self._start(session, self._echo)
+        await session.wait_closed()
+
+    async def start(self) -> None:
+        port = await self.listen()
+        async with asyncio.timeout(SETUP_TIMEOUT):
+            self.client = await self.dial(port)
+        self._start(self.client, self._reply)
+
+    async def request(self, message: bytes) -> bytes:
+        assert self.client is not None
+        if self.failure is not None:
+            raise BenchError(f"driven TCP pair: {self.failure}")
+        reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiter = reply
+        self._submit(self.client, message)
+        return await reply
+
+    def check_alive(self) -> None:
+        if self.failure is not None:
+            raise BenchError(f"driven TCP pair: {self.failure}")
+
+    async def aclose(self) -> None:
+        self.failure = self.failure or "benchmark done"
+        sessions = [s for s in (self.client, *self._server_sessions) if s is not None]
+        for s in sessions:
+            s.abort("benchmark done")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                for s in sessions:
+                    await s.wait_closed()
+        await self.stop_listening()
+
+
 class WsPair(SessionPair):
     transport = "ws"
 
@@ -771,6 +861,7 @@ T_BULK = "transports: 10 MB messages, each acknowledged"
 SESSION_TAGS = {
     "raw_tcp_pingpong": {"raw"},
     "noise_tcp_pingpong": {"tcp"},
+    "noise_tcp_pingpong_driven": {"tcp"},
     "noise_ws_pingpong": {"ws"},
     "raw_tcp_pingpong_2proc": {"raw"},
     "node_hello_tcp": {"tcp", "nodes"},
@@ -795,6 +886,11 @@ def build(nodes: NodeCluster, ep: Endpoint | None = None) -> list[Bench]:
     benches: list[Bench] = [
         RawPingPong(),
         SessionPingPong(TcpPair(echo_deliver), "noise_tcp_pingpong", "Noise-TCP session ping-pong"),
+        SessionPingPong(
+            DrivenTcpPair(),
+            "noise_tcp_pingpong_driven",
+            "Noise-TCP session ping-pong, as a peer table drives it",
+        ),
         SessionPingPong(WsPair(echo_deliver), "noise_ws_pingpong", "Noise-WS session ping-pong"),
         RawPingPongRemote(nodes.cpu),
         NodeHello(nodes, "tcp"),
