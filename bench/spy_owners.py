@@ -10,8 +10,10 @@ falls on every Python call, so it inflates code made of many small calls, such a
 shares are the ones to quote. Each sample is charged to its innermost frame ("own time"): a
 Python frame of ``hnet/`` is our code (the interpreter running it included), a native frame is
 charged to the library it is in. Only samples whose stack holds a frame named ``--within``
-count (default ``run_forever``, the event loop's: start-up and imports do not; the benchmark's
-set-up does, and is short beside ``--run-for``).
+count (default ``Runner.run``, asyncio's runner, under uvloop too: the imports before it do
+not; the benchmark's set-up does, and is short beside ``--run-for``). The event loop's own
+native frames are not a good mark: py-spy's merge of native and Python frames leaves them
+out of some stacks.
 """
 
 from __future__ import annotations
@@ -88,8 +90,9 @@ def main() -> None:
     p.add_argument("path", type=Path, help="py-spy record --format raw output")
     p.add_argument(
         "--within",
-        default="run_forever",
-        help="count only stacks through this function (default: the event loop's, so not imports)",
+        default="Runner.run",
+        help="count only stacks through this function (default: asyncio's runner, so not the"
+        " imports before it)",
     )
     p.add_argument("--top", type=int, default=15)
     args = p.parse_args()

@@ -1,4 +1,4 @@
-"""bench/spy_owners.py: py-spy's raw stacks summed by owner, only inside the event loop."""
+"""bench/spy_owners.py: py-spy's raw stacks summed by owner, only inside asyncio's runner."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from bench.spy_owners import INTERPRETER, owner, summarize
 
-LOOP = "<module> (x.py:1);run_forever (loop.c:33192);Loop__run (loop.c:20313)"
+LOOP = "<module> (x.py:1);Runner.run (asyncio/runners.py:118);run_forever (loop.c:33192)"
 RAW = "\n".join(
     [
         f"{LOOP};_Driver.datagram_received (hnet/transport/quic/transport.py:148) 6",
@@ -51,9 +51,9 @@ def test_owner(frame: str, expected: str) -> None:
 def test_summarize_counts_only_the_loop_and_charges_the_innermost_frame(tmp_path: Path) -> None:
     path = tmp_path / "spy.txt"
     path.write_text(RAW + "\n")
-    out = summarize(path, "run_forever", top=3)
+    out = summarize(path, "Runner.run", top=3)
     lines = out.splitlines()
-    assert lines[0] == "20 samples inside run_forever(), own time by owner:"
+    assert lines[0] == "20 samples inside Runner.run(), own time by owner:"
     shares = {line.split("%  ", 1)[1]: float(line.split("%")[0]) for line in lines[1:8]}
     assert shares == {
         "hnet (ours)": 30.0,
@@ -70,5 +70,5 @@ def test_summarize_counts_only_the_loop_and_charges_the_innermost_frame(tmp_path
 def test_summarize_without_loop_samples_says_so(tmp_path: Path) -> None:
     path = tmp_path / "spy.txt"
     path.write_text("<module> (x.py:1);f (x.py:2) 5\n")
-    with pytest.raises(SystemExit, match="no sample inside a frame named 'run_forever'"):
-        summarize(path, "run_forever", top=3)
+    with pytest.raises(SystemExit, match="no sample inside a frame named 'Runner.run'"):
+        summarize(path, "Runner.run", top=3)
