@@ -89,6 +89,7 @@ from bench.transports import (
     TransportServers,
 )
 from hnet import runtime
+from hnet.core.handshake import PeerHandshake
 from hnet.core.sendqueue import ByteBudget, Outgoing, SendQueue
 from hnet.core.wire import (
     Address,
@@ -526,8 +527,14 @@ class SessionPair:
         await self.stop_listening()
 
 
-class TcpPair(SessionPair):
-    transport = "tcp"
+class StreamPair(SessionPair):
+    """A session pair over a listening socket of this process: TCP or WebSocket (``_connect``
+    and ``_accept`` are the transport module's)."""
+
+    _connect: ClassVar[Callable[[str, int, PeerHandshake], Awaitable[Session]]]
+    _accept: ClassVar[
+        Callable[[asyncio.StreamReader, asyncio.StreamWriter, PeerHandshake], Awaitable[Session]]
+    ]
 
     def __init__(self, server_deliver: SessionDeliver) -> None:
         super().__init__(server_deliver)
@@ -535,7 +542,7 @@ class TcpPair(SessionPair):
 
     async def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            await self.serve(tcp_transport.accept(reader, writer, self.ids.responder()))
+            await self.serve(type(self)._accept(reader, writer, self.ids.responder()))
         finally:
             writer.close()
 
@@ -545,10 +552,16 @@ class TcpPair(SessionPair):
         return port
 
     async def dial(self, port: int) -> Session:
-        return await tcp_transport.connect(LOOPBACK, port, self.ids.initiator())
+        return await type(self)._connect(LOOPBACK, port, self.ids.initiator())
 
     async def stop_listening(self) -> None:
         await close_server(self._server)
+
+
+class TcpPair(StreamPair):
+    transport = "tcp"
+    _connect = tcp_transport.connect
+    _accept = tcp_transport.accept
 
 
 class DrivenTcpPair(TcpPair):
@@ -638,29 +651,10 @@ class DrivenTcpPair(TcpPair):
         await self.stop_listening()
 
 
-class WsPair(SessionPair):
+class WsPair(StreamPair):
     transport = "ws"
-
-    def __init__(self, server_deliver: SessionDeliver) -> None:
-        super().__init__(server_deliver)
-        self._server: asyncio.Server | None = None
-
-    async def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await self.serve(ws_transport.accept(reader, writer, self.ids.responder()))
-        finally:
-            writer.close()
-
-    async def listen(self) -> int:
-        self._server = await asyncio.start_server(self._on_conn, LOOPBACK, 0, limit=READ_SIZE)
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    async def dial(self, port: int) -> Session:
-        return await ws_transport.connect(LOOPBACK, port, self.ids.initiator())
-
-    async def stop_listening(self) -> None:
-        await close_server(self._server)
+    _connect = ws_transport.connect
+    _accept = ws_transport.accept
 
 
 class SessionPingPong:
