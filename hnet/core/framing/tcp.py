@@ -209,6 +209,27 @@ def _buffer(n: int) -> io.BytesIO:
     return io.BytesIO(bytes(n))
 
 
+def _open(recv: CipherState, chunk: BytesLike) -> bytes:
+    """One chunk's plaintext; a chunk that fails to authenticate is a FramingError."""
+    try:
+        return recv.decrypt(chunk)
+    except NoiseError as exc:
+        reason = str(exc)
+    del chunk  # raised outside the handler, with no view of the input kept by a traceback
+    raise FramingError(f"transport chunk failed to decrypt: {reason}")
+
+
+def _open_into(recv: CipherState, chunk: BytesLike, out: BytesLike) -> None:
+    """:func:`_open` into ``out``, a view of the message's plaintext buffer."""
+    try:
+        recv.decrypt_into(chunk, out)
+        return
+    except NoiseError as exc:
+        reason = str(exc)
+    del chunk, out  # as in _open: the buffers they view must stay free to drop or resize
+    raise FramingError(f"transport chunk failed to decrypt: {reason}")
+
+
 _HEADER = 0  # waiting for the u32 message length
 _CHUNK_HEADER = 1  # waiting for a u16 ciphertext length
 _CHUNK = 2  # waiting for the ciphertext
@@ -312,10 +333,7 @@ class TcpTransport:
                 if ct_len == claimed + NOISE_TAG_LEN == len(data) - 6 and (
                     0 < claimed <= self._max_message
                 ):
-                    try:
-                        return [self._recv.decrypt(data[6:])]
-                    except NoiseError as exc:
-                        raise FramingError(f"transport chunk failed to decrypt: {exc}") from exc
+                    return [_open(self._recv, data[6:])]
             return self._feed(data)
         except FramingError:
             self._fail()
@@ -421,23 +439,14 @@ class TcpTransport:
                     plain = self._plain
                     if plain is None:
                         if ct_len - NOISE_TAG_LEN == self._claimed:  # single-chunk message
-                            try:
-                                out.append(recv.decrypt(view[pos : pos + ct_len]))
-                            except NoiseError as exc:
-                                raise FramingError(
-                                    f"transport chunk failed to decrypt: {exc}"
-                                ) from exc
+                            out.append(_open(recv, view[pos : pos + ct_len]))
                             pos += ct_len
                             state = _HEADER
                             continue
                         got = self._got
                         if (got + ct_len - NOISE_TAG_LEN) * 2 < self._claimed:
-                            try:  # under half of the message so far: keep the pieces
-                                part = recv.decrypt(view[pos : pos + ct_len])
-                            except NoiseError as exc:
-                                raise FramingError(
-                                    f"transport chunk failed to decrypt: {exc}"
-                                ) from exc
+                            # under half of the message so far: keep the pieces
+                            part = _open(recv, view[pos : pos + ct_len])
                             pos += ct_len
                             self._parts.append(part)
                             self._got = got + len(part)
@@ -446,10 +455,7 @@ class TcpTransport:
                         plain = self._start_message()
                     got = self._got
                     pt_end = got + ct_len - NOISE_TAG_LEN
-                    try:
-                        recv.decrypt_into(view[pos : pos + ct_len], plain[got:pt_end])
-                    except NoiseError as exc:
-                        raise FramingError(f"transport chunk failed to decrypt: {exc}") from exc
+                    _open_into(recv, view[pos : pos + ct_len], plain[got:pt_end])
                     pos += ct_len
                     if pt_end == self._claimed:
                         out.append(self._finish_message())
