@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 if __package__ in (None, ""):  # run as a script (server mode): make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -885,23 +885,38 @@ async def _echoes_concurrently(
     return time.perf_counter() - t0
 
 
-class _Base:
-    """A benchmark on one long-lived connection of one kind."""
+class _Client(Protocol):
+    """What a benchmark on one connection uses of its client: ours or a bare library's."""
 
-    what = "?"
+    @property
+    def failure(self) -> str | None: ...
+
+    async def echo(self, size: int) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Client)
+
+
+class _OneConnection(Generic[C]):
+    """A benchmark on one long-lived connection of one kind (dialled by ``_dial``)."""
 
     def __init__(self, ep: Endpoint, kind: str, metric: Metric) -> None:
         self.ep = ep
         self.kind = kind
         self.metric = metric
         self.metric.params.setdefault("transport", kind)
-        self.client: MuxClient | None = None
+        self.client: C | None = None
+
+    async def _dial(self) -> C:
+        raise NotImplementedError
 
     async def setup(self) -> None:
-        self.client = await self.ep.dial(self.kind)
+        self.client = await self._dial()
         await self.client.echo(SMALL)
 
-    def check(self) -> MuxClient:
+    def check(self) -> C:
         assert self.client is not None
         if self.client.failure is not None:
             raise TransportBenchError(f"{self.metric.label}: {self.client.failure}")
@@ -910,6 +925,13 @@ class _Base:
     async def aclose(self) -> None:
         if self.client is not None:
             await self.client.aclose()
+
+
+class _Base(_OneConnection["MuxClient"]):
+    """A benchmark on one long-lived connection of one of our kinds (or raw TCP)."""
+
+    async def _dial(self) -> MuxClient:
+        return await self.ep.dial(self.kind)
 
 
 def _key(kind: str) -> str:
@@ -1169,30 +1191,15 @@ class HolBench(_Base):
 # --- the bare libraries' benchmarks (the floor of our QUIC lines) -------------------------------
 
 
-class _LibBase:
+class _LibBase(_OneConnection["LibClient"]):
     """A benchmark on one long-lived bare-library connection (``lib-qh3`` or ``lib-aioquic``)."""
 
     def __init__(self, ep: Endpoint, kind: str, metric: Metric) -> None:
-        self.ep = ep
-        self.kind = kind
-        self.metric = metric
-        self.metric.params.setdefault("transport", kind)
+        super().__init__(ep, kind, metric)
         self.metric.params.setdefault("api", f"{kind.split('-', 1)[1]}.asyncio serve/connect")
-        self.client: LibClient | None = None
 
-    async def setup(self) -> None:
-        self.client = await self.ep.dial_lib(self.kind)
-        await self.client.echo(SMALL)
-
-    def check(self) -> LibClient:
-        assert self.client is not None
-        if self.client.failure is not None:
-            raise TransportBenchError(f"{self.metric.label}: {self.client.failure}")
-        return self.client
-
-    async def aclose(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()
+    async def _dial(self) -> LibClient:
+        return await self.ep.dial_lib(self.kind)
 
 
 class LibSetupBench:
