@@ -6,16 +6,19 @@ new benchmark module (QUIC, ...) can reuse it without pulling in the others.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import gc
 import importlib.metadata
 import os
 import platform
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -142,6 +145,45 @@ class Metric:
     def round_trips_per_s(self) -> list[float]:
         """Round trips per second of each round, for values in µs per round trip."""
         return [1e6 / v for v in self.per_round] if self.unit == "us/rt" else []
+
+
+class Measured(Protocol):
+    """One benchmark line: its metric, and one timed measurement for a plan."""
+
+    @property
+    def metric(self) -> Metric: ...
+
+    def measure(self, plan: Any) -> Awaitable[tuple[float, dict[str, float]]]: ...
+
+
+M = TypeVar("M", bound=Measured)
+
+
+async def run_round(
+    lines: Sequence[M],
+    plan: object,
+    offset: int,
+    *,
+    record: bool,
+    timeout: float,
+    error: type[Exception],
+) -> list[M]:
+    """Measure every line once, starting ``offset`` lines later (so no line always follows the
+    same one), each after a full collection and within ``timeout`` seconds (else ``error``);
+    with ``record``, keep each value and detail in the line's metric. Returns the order run."""
+    k = offset % len(lines) if lines else 0
+    order = [*lines[k:], *lines[:k]]
+    for line in order:
+        gc.collect()
+        try:
+            async with asyncio.timeout(timeout):
+                value, detail = await line.measure(plan)
+        except TimeoutError:
+            raise error(f"{line.metric.label}: no result within {timeout:g} s") from None
+        if record:
+            line.metric.per_round.append(value)
+            line.metric.details.append(detail)
+    return order
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import dataclasses
 import functools
-import gc
 import json
 import os
 import shutil
@@ -68,6 +67,7 @@ from bench.common import (
     pin,
     pin_choice,
 )
+from bench.common import run_round as common_run_round
 from hnet import (
     Address,
     Delivery,
@@ -582,17 +582,9 @@ async def bench_main(plan: Plan, root: Path) -> list[Metric]:
 
 async def run_round(lines: list[Line], offset: int, *, record: bool, plan: Plan) -> None:
     """Every line once, starting ``offset`` lines later each round."""
-    order = lines[offset % len(lines) :] + lines[: offset % len(lines)]
-    for line in order:
-        gc.collect()
-        try:
-            async with asyncio.timeout(MEASURE_TIMEOUT):
-                value, detail = await line.measure(plan)
-        except TimeoutError:
-            raise BenchError(f"{line.metric.label}: no result in {MEASURE_TIMEOUT:g} s") from None
-        if record:
-            line.metric.per_round.append(value)
-            line.metric.details.append(detail)
+    await common_run_round(
+        lines, plan, offset, record=record, timeout=MEASURE_TIMEOUT, error=BenchError
+    )
 
 
 def report(

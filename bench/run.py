@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import json
 import os
 import shutil
@@ -65,6 +64,7 @@ from bench.common import (
     pin,
     pin_choice,
 )
+from bench.common import run_round as common_run_round
 from bench.floors import AeadFloorBench, HandshakeFloorBench
 from bench.transports import (
     DEFAULT_TPLAN,
@@ -955,17 +955,11 @@ def log(msg: str) -> None:
 
 
 async def run_round(benches: list[Bench], plan: Plan, offset: int, record: bool) -> list[str]:
-    order = benches[offset:] + benches[:offset]
-    for b in order:
-        gc.collect()
-        try:
-            async with asyncio.timeout(MEASURE_TIMEOUT):
-                value, detail = await b.measure(plan)
-        except TimeoutError:
-            raise BenchError(f"{b.metric.label}: no result within {MEASURE_TIMEOUT:g} s") from None
-        if record:
-            b.metric.per_round.append(value)
-            b.metric.details.append(detail)
+    order = await common_run_round(
+        benches, plan, offset, record=record, timeout=MEASURE_TIMEOUT, error=BenchError
+    )
+    if record:
+        for b in order:
             if isinstance(b, HolBench):
                 b.record()
     return [b.metric.key for b in order]
