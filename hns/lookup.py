@@ -101,7 +101,7 @@ from hns.records import (
     decode_router_hashes,
 )
 from hns.sources.base import SourceError
-from hns.sources.chain import ChainIdMismatch, RetryPolicy, _error_of, _Rpc, redact_url
+from hns.sources.chain import ChainIdMismatch, RetryPolicy, RpcEndpoint, redact_url, rpc_error_of
 
 MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
 """Multicall3's canonical address (the same on every chain it is deployed on)."""
@@ -341,8 +341,8 @@ class _Reverted:
     message: str
 
 
-class _CallRpc(_Rpc):
-    """:class:`~hns.sources.chain._Rpc` (deadlines, retries, error classes) that returns a
+class _CallRpc(RpcEndpoint):
+    """:class:`~hns.sources.chain.RpcEndpoint` (deadlines, retries, error classes) that returns a
     revert of ``eth_call`` as :class:`_Reverted` instead of retrying or failing it."""
 
     async def _once(self, method: str, params: list[Any]) -> Any:
@@ -352,7 +352,7 @@ class _CallRpc(_Rpc):
             return await super()._once(method, params)
         except Web3RPCError as e:
             if method == "eth_call":
-                code, message = _error_of(e.rpc_response, e.message)
+                code, message = rpc_error_of(e.rpc_response, e.message)
                 if code == 3 or _REVERT_RE.search(message):
                     return _Reverted(self._clean(message))
             raise

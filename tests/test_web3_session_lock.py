@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from hns.sources.chain import RetryPolicy, _Rpc
+from hns.sources.chain import RetryPolicy, RpcEndpoint
 
 FAST = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02, call_timeout=2.0)
 
@@ -42,8 +42,8 @@ async def test_a_stuck_session_lock_stalls_only_its_own_provider(endpoint: str) 
 
     from web3._utils.http_session_manager import HTTPSessionManager
 
-    first = _Rpc(endpoint, "first", FAST, random.Random(1))
-    second = _Rpc(endpoint, "second", FAST, random.Random(2))
+    first = RpcEndpoint(endpoint, "first", FAST, random.Random(1))
+    second = RpcEndpoint(endpoint, "second", FAST, random.Random(2))
     try:
         assert await first.call("eth_chainId", []) == "0x2105"
         assert await second.call("eth_chainId", []) == "0x2105"

@@ -295,7 +295,7 @@ ProgressCallback = Callable[[SyncProgress], None]
 # --- one endpoint ------------------------------------------------------------------------------
 
 
-class _Rpc:
+class RpcEndpoint:
     """One JSON-RPC endpoint through web3.py, raw results, with deadlines and retries."""
 
     def __init__(self, url: str, label: str, policy: RetryPolicy, rng: random.Random) -> None:
@@ -367,7 +367,7 @@ class _Rpc:
                 async with asyncio.timeout(self._policy.call_timeout):
                     return await self._once(method, params)
             except Web3RPCError as e:
-                code, message = _error_of(e.rpc_response, e.message)
+                code, message = rpc_error_of(e.rpc_response, e.message)
                 kind = classify_rpc_error(code, message)
                 if kind == "range" and method != "eth_getLogs":
                     kind = "transient"  # only a log query can be made smaller
@@ -431,7 +431,7 @@ def _own_session_lock(provider: object) -> None:
     from an executor thread; a request cancelled while it waits for that lock (an event loop
     shutting down with the request pending is enough) leaves it held for good, and every
     later request of every provider hangs. With a lock per provider, the damage stays with a
-    provider we replace after a timeout (:meth:`_Rpc._drop_connection`)."""
+    provider we replace after a timeout (:meth:`RpcEndpoint._drop_connection`)."""
     manager = getattr(provider, "_request_session_manager", None)
     if manager is not None and hasattr(manager, "_lock"):
         manager._lock = threading.Lock()
@@ -474,7 +474,7 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-def _error_of(response: object, fallback: str) -> tuple[object, str]:
+def rpc_error_of(response: object, fallback: str) -> tuple[object, str]:
     if isinstance(response, Mapping):
         err = response.get("error")
         if isinstance(err, Mapping):
@@ -569,7 +569,7 @@ class ChainSource:
         #: What the bootstrap files gave (None: no bootstrap ran).
         self.bootstrap: Bootstrap | None = None
         self._rng = random.Random(seed)
-        self._rpc = _Rpc(url, self.name, self._retry, self._rng)
+        self._rpc = RpcEndpoint(url, self.name, self._retry, self._rng)
         self._ckpt: Checkpoint | None = None
         self._fatal: SourceError | None = None
         self._chain_checked = False
