@@ -66,10 +66,6 @@ async def test_handshake_and_messages_both_ways(book: Book, backend: str):
 )
 async def test_backends_interoperate(book: Book, client_backend: str, server_backend: str):
     alice, bob = book.add("alice.os"), book.add("bob.os")
-
-    async def echo(session: Session, data: bytes) -> None:
-        await session.send(data)
-
     async with running_server(book, bob, server_backend, on_message=echo) as (_, port):
         client = await dial(book, alice, "bob.os", port, client_backend)
         try:
@@ -205,10 +201,6 @@ async def test_migration_keeps_the_session(book: Book, backend: str):
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_retry_when_forced(book: Book, backend: str):
     alice, bob = book.add("alice.os"), book.add("bob.os")
-
-    async def echo(session: Session, data: bytes) -> None:
-        await session.send(data)
-
     async with running_server(book, bob, backend, on_message=echo, retry_threshold=0) as (
         server,
         port,
