@@ -28,13 +28,15 @@ if __package__ in (None, ""):
 
 from bench.common import Identities
 from bench.run import DEFAULT_PLAN, SESSIONS, SETUP_TIMEOUT, Bench, NodeCluster, NodeHello, build
-from bench.transports import Endpoint, TransportServers
+from bench.transports import DRIVES, STANDALONE, Endpoint, TransportServers
 from hnet import runtime
 
 
-async def profile(key: str, n: int, sort: str, top: int, run_for: float = 0.0) -> str:
+async def profile(
+    key: str, n: int, sort: str, top: int, run_for: float = 0.0, drive: str = STANDALONE
+) -> str:
     ids = Identities.generate()
-    ep = Endpoint(ids, {})
+    ep = Endpoint(ids, {}, drive)
     with tempfile.TemporaryDirectory(prefix="hnet-profile-") as tmp:
         benches = build(NodeCluster(Path(tmp)), ep)  # the node cluster is never started
     candidates: dict[str, Bench] = {
@@ -45,7 +47,7 @@ async def profile(key: str, n: int, sort: str, top: int, run_for: float = 0.0) -
     bench = candidates[key]
     tplan = replace(DEFAULT_PLAN.transport, setup=max(5, n // 10))
     plan = replace(DEFAULT_PLAN, pingpong_n=n, bulk_count=max(1, n // 500), transport=tplan)
-    servers = TransportServers(ids)
+    servers = TransportServers(ids, drive=drive)
     try:
         if bench.metric.section != SESSIONS:  # the transports section: start its servers
             ep.ports.update(await servers.start())
@@ -138,8 +140,14 @@ def main() -> None:
         help="no cProfile: measure again and again for S seconds, for a sampling profiler"
         " (bench/spy_owners.py)",
     )
+    p.add_argument(
+        "--sessions",
+        choices=DRIVES,
+        default=STANDALONE,
+        help="the transports section's sessions: standalone or driven as a peer table does",
+    )
     args = p.parse_args()
-    print(runtime.run(profile(args.key, args.n, args.sort, args.top, args.run_for)))
+    print(runtime.run(profile(args.key, args.n, args.sort, args.top, args.run_for, args.sessions)))
 
 
 if __name__ == "__main__":

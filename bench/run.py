@@ -47,6 +47,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` and ``hnet`` im
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+from bench import driven
 from bench.common import (
     BENCH_DIR,
     DEFAULT_JSON,
@@ -68,10 +69,12 @@ from bench.common import run_round as common_run_round
 from bench.floors import AeadFloorBench, HandshakeFloorBench
 from bench.transports import (
     DEFAULT_TPLAN,
+    DRIVES,
     KINDS,
     LABELS,
     LIB_KINDS,
     QUICK_TPLAN,
+    STANDALONE,
     TAGS,
     BulkBench,
     ConcurrentBench,
@@ -90,15 +93,12 @@ from bench.transports import (
 )
 from hnet import runtime
 from hnet.core.handshake import PeerHandshake
-from hnet.core.sendqueue import ByteBudget, Outgoing, SendQueue
 from hnet.core.wire import (
     Address,
     KernelMessage,
     Request,
-    SendErrorKind,
     encode_kernel_message,
 )
-from hnet.limits import NODE_SEND_BUDGET, SEND_QUEUE_BYTES
 from hnet.testing.cluster import Cluster
 from hnet.transport import tcp as tcp_transport
 from hnet.transport import ws as ws_transport
@@ -565,46 +565,23 @@ class TcpPair(StreamPair):
 
 
 class DrivenTcpPair(TcpPair):
-    """A TCP session pair driven as a node's peer table drives its sessions: both ends
-    :meth:`Session.start`-ed with a send queue and a plain ``deliver`` (so messages are
-    delivered from the transport's callback, with no reader-task wake-up), sending with
-    :meth:`Session.submit`. The server's ``deliver`` echoes each message."""
+    """A TCP session pair driven as a node's peer table drives its sessions
+    (:mod:`bench.driven`: messages delivered from the transport's callback, with no
+    reader-task wake-up, and sent with :meth:`Session.submit`). The server echoes."""
 
     def __init__(self) -> None:
         super().__init__(echo_deliver)  # not used: serve() below starts the session instead
         self._waiter: asyncio.Future[bytes] | None = None
         self.failure: str | None = None
-
-    @staticmethod
-    def _queue(session: Session) -> SendQueue:
-        budget = ByteBudget(NODE_SEND_BUDGET)
-        return SendQueue(
-            SEND_QUEUE_BYTES, budget, lanes=session.lanes, small_size=session.small_size
-        )
-
-    def _submit(self, session: Session, data: bytes) -> None:
-        item = Outgoing(data, time.monotonic() + MEASURE_TIMEOUT, None, on_fail=self._failed)
-        if not session.submit(item):
-            self._fail(f"{session.describe()}: no room in the send queue")
-
-    def _failed(self, _item: Outgoing, kind: SendErrorKind, reason: str) -> None:
-        self._fail(f"send failed ({kind.name}): {reason}")
+        self._client_sender: driven.Sender | None = None
 
     def _fail(self, reason: str) -> None:
         self.failure = self.failure or reason
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(BenchError(f"driven TCP pair: {self.failure}"))
 
-    def _closed(self, session: Session, _left: list[Outgoing]) -> None:
+    def _closed(self, session: Session) -> None:
         self._fail(f"{session.describe()} closed: {session.close_reason}")
-
-    def _start(self, session: Session, deliver: Callable[[Session, bytes], None]) -> None:
-        session.start(
-            queue=self._queue(session), deliver=deliver, on_closed=self._closed, idle_timeout=IDLE
-        )
-
-    def _echo(self, session: Session, message: bytes) -> None:
-        self._submit(session, message)
 
     def _reply(self, _session: Session, message: bytes) -> None:
         waiter, self._waiter = self._waiter, None
@@ -617,22 +594,24 @@ class DrivenTcpPair(TcpPair):
         async with asyncio.timeout(SETUP_TIMEOUT):
             session = await accept
         self._server_sessions.append(session)
-        self._start(session, self._echo)
+        echo = driven.Sender(session, self._fail)
+        driven.start(session, lambda _s, message: echo.submit(message), self._closed)
         await session.wait_closed()
 
     async def start(self) -> None:
         port = await self.listen()
         async with asyncio.timeout(SETUP_TIMEOUT):
             self.client = await self.dial(port)
-        self._start(self.client, self._reply)
+        self._client_sender = driven.Sender(self.client, self._fail)
+        driven.start(self.client, self._reply, self._closed)
 
     async def request(self, message: bytes) -> bytes:
-        assert self.client is not None
+        assert self._client_sender is not None
         if self.failure is not None:
             raise BenchError(f"driven TCP pair: {self.failure}")
         reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._waiter = reply
-        self._submit(self.client, message)
+        self._client_sender.submit(message)
         return await reply
 
     def check_alive(self) -> None:
@@ -974,6 +953,7 @@ class Options:
     only: set[str] | None  # --only tags (None: everything)
     servers: str  # where the transports section's servers run: "inproc" or "process"
     server_cpu: int | None  # CPU of the server process (None: not pinned)
+    drive: str = STANDALONE  # how the transports section drives our sessions (--sessions)
 
 
 class TransportSide:
@@ -983,20 +963,20 @@ class TransportSide:
         self.opts = opts
         self.cpu = cpu
         self.ids = Identities.generate()
-        self.ep = Endpoint(self.ids, {})
+        self.ep = Endpoint(self.ids, {}, opts.drive)
         self._inproc: TransportServers | None = None
         self._proc: ServerProcess | None = None
 
     async def start(self, kinds: tuple[str, ...]) -> None:
         if self.opts.servers == "process":
-            self._proc = ServerProcess(self.ids, kinds)
+            self._proc = ServerProcess(self.ids, kinds, self.opts.drive)
             try:
                 self.ep.ports.update(await self._proc.start())
             finally:
                 if self._proc.proc is not None:
                     pin(self._proc.proc.pid, self.opts.server_cpu)
         else:
-            self._inproc = TransportServers(self.ids, kinds)
+            self._inproc = TransportServers(self.ids, kinds, self.opts.drive)
             self.ep.ports.update(await self._inproc.start())
 
     async def aclose(self) -> None:
@@ -1245,6 +1225,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with --servers process: pin the server process to this CPU (default: the CPU "
         "everything else is pinned to; unpinned with --no-pin)",
     )
+    p.add_argument(
+        "--sessions",
+        choices=DRIVES,
+        default=STANDALONE,
+        help="transports section: drive our sessions standalone (Session.run + send; default) or "
+        "as a node's peer table does (Session.start + submit, delivered from the transport's "
+        "callback)",
+    )
     args = p.parse_args(argv)
     if args.rounds is not None and not 1 <= args.rounds <= 1000:
         p.error("--rounds must be 1..1000")
@@ -1300,12 +1288,13 @@ def main_sessions(args: argparse.Namespace) -> int:
         f"{pinning}, {info['cpu_count']} CPUs, Python {info['python']}"
     )
     server_cpu = args.server_cpu if args.server_cpu is not None else cpu
-    opts = Options(only=args.only, servers=args.servers, server_cpu=server_cpu)
+    opts = Options(only=args.only, servers=args.servers, server_cpu=server_cpu, drive=args.sessions)
     info["transport_servers"] = (
         "in-process (one event loop with the clients)"
         if args.servers == "inproc"
         else f"child process, {'CPU ' + str(server_cpu) if server_cpu is not None else 'unpinned'}"
     )
+    info["transport_sessions"] = args.sessions
     info["only"] = sorted(args.only) if args.only else None
     root = Path(tempfile.mkdtemp(prefix="hnet-bench-"))
     nodes = NodeCluster(root, cpu)
@@ -1336,7 +1325,10 @@ def main_sessions(args: argparse.Namespace) -> int:
         f"{info['cpu_count']} CPUs ({info['cpu_model']}), Python {info['python']}, "
         f"{info['platform']}"
     )
-    print(f"transport servers: {info['transport_servers']}")
+    print(
+        f"transport servers: {info['transport_servers']}; "
+        f"our sessions there: {info.get('transport_sessions', STANDALONE)}"
+    )
     print(format_table(metrics, labels))
     print(
         "vs raw: median of per-round ratios ours/raw (latency: above 1 is slower; "

@@ -46,6 +46,7 @@ if __package__ in (None, ""):  # run as a script (server mode): make ``bench`` i
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from bench import driven
 from bench.common import (
     LATENCY,
     LOOPBACK,
@@ -101,6 +102,15 @@ PROBE = 1024
 BULK = 10_000_000
 #: Unrecorded probes before a round's idle ones.
 WARM_PROBES = 5
+#: How our sessions are driven (``--sessions``): standalone (``Session.run`` + ``send``: a
+#: reader task per session, a wait per send) or as a node's peer table drives them
+#: (:mod:`bench.driven`: ``start`` + ``submit``, delivered from the transport's callback).
+STANDALONE = "standalone"
+DRIVEN = "driven"
+DRIVES = (STANDALONE, DRIVEN)
+#: Driven clients submit messages up to this size without waiting (as a node sends); a larger
+#: one waits until the transport took it, as ``send`` does, so the bounded queue never fills.
+SMALL_SUBMIT = 65_536
 
 
 class TransportBenchError(Exception):
@@ -484,9 +494,12 @@ class LibClient:
 class TransportServers:
     """A server for each kind, on loopback; :attr:`ports` maps kind -> port."""
 
-    def __init__(self, ids: Identities, kinds: tuple[str, ...] = KINDS + LIB_KINDS) -> None:
+    def __init__(
+        self, ids: Identities, kinds: tuple[str, ...] = KINDS + LIB_KINDS, drive: str = STANDALONE
+    ) -> None:
         self.ids = ids
         self.kinds = kinds
+        self.drive = drive
         self.ports: dict[str, int] = {}
         self._servers: list[asyncio.Server] = []
         self._listeners: list[QuicListener] = []
@@ -502,10 +515,31 @@ class TransportServers:
     async def _serve(self, session: Session) -> None:
         self._sessions.add(session)
         try:
-            with contextlib.suppress(Exception):
-                await session.run(session_deliver, IDLE)
+            if self.drive == DRIVEN:
+                self._start_driven(session)
+                await session.wait_closed()
+            else:
+                with contextlib.suppress(Exception):
+                    await session.run(session_deliver, IDLE)
         finally:
             self._sessions.discard(session)
+
+    @staticmethod
+    def _start_driven(session: Session) -> None:
+        """:func:`session_deliver`'s replies from a session driven as a peer table drives it;
+        a reply that cannot be sent closes the session (its client then reports it)."""
+        sender = driven.Sender(session, session.abort)
+
+        def deliver(_s: Session, data: bytes) -> None:
+            op, rid = HEAD.unpack_from(data)
+            if op == OP_ECHO:
+                sender.submit(data)
+            elif op == OP_BULK:
+                sender.submit(HEAD.pack(OP_ACK, rid))
+            else:
+                session.abort(f"unknown op {op}")
+
+        driven.start(session, deliver, lambda _s: None)
 
     async def _accept_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -568,9 +602,10 @@ class ServerProcess:
     line, and exits when its stdin closes (so it never outlives the benchmark).
     """
 
-    def __init__(self, ids: Identities, kinds: tuple[str, ...]) -> None:
+    def __init__(self, ids: Identities, kinds: tuple[str, ...], drive: str = STANDALONE) -> None:
         self.ids = ids
         self.kinds = kinds
+        self.drive = drive
         self.proc: asyncio.subprocess.Process | None = None
         self.ports: dict[str, int] = {}
 
@@ -585,6 +620,8 @@ class ServerProcess:
             ",".join(self.kinds),
             "--seeds",
             seeds,
+            "--drive",
+            self.drive,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             start_new_session=True,  # stopped by us (stdin EOF, then kill), not by Ctrl-C
@@ -714,14 +751,27 @@ class RawMux(MuxClient):
 
 
 class SessionMux(MuxClient):
-    def __init__(self, kind: str, session: Session) -> None:
+    """A client over one of our sessions, standalone (``run`` + ``send``) or driven as a node's
+    peer table drives it (:mod:`bench.driven`: ``start`` + ``submit``)."""
+
+    def __init__(self, kind: str, session: Session, drive: str = STANDALONE) -> None:
         super().__init__()
         self.kind = kind
         self.session = session
-        self._reader = asyncio.get_running_loop().create_task(self._run())
+        self._sender: driven.Sender | None = None
+        loop = asyncio.get_running_loop()
+        if drive == DRIVEN:
+            self._closed: asyncio.Future[None] = loop.create_future()
+            self._sender = driven.Sender(session, self._ended)
+            driven.start(session, lambda _s, data: self._reply(data), self._on_closed)
+            self._reader = loop.create_task(self._wait_closed())
+        else:
+            self._reader = loop.create_task(self._run())
 
     @classmethod
-    async def dial(cls, kind: str, port: int, ids: Identities) -> SessionMux:
+    async def dial(
+        cls, kind: str, port: int, ids: Identities, drive: str = STANDALONE
+    ) -> SessionMux:
         session: Session
         if kind == "tcp":
             session = await tcp_transport.connect(LOOPBACK, port, ids.initiator())
@@ -729,7 +779,7 @@ class SessionMux(MuxClient):
             session = await quic_connect(
                 LOOPBACK, port, ids.initiator(), backend=kind.split("-", 1)[1]
             )
-        return cls(kind, session)
+        return cls(kind, session, drive)
 
     async def _run(self) -> None:
         async def deliver(session: Session, data: bytes) -> None:
@@ -741,8 +791,22 @@ class SessionMux(MuxClient):
         except Exception as e:
             self._ended(f"session failed: {e}")
 
+    def _on_closed(self, session: Session) -> None:
+        self._ended(session.close_reason or "session closed")
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    async def _wait_closed(self) -> None:
+        await self._closed
+
     async def _send(self, message: bytes) -> None:
-        await self.session.send(message)
+        sender = self._sender
+        if sender is None:
+            await self.session.send(message)
+        elif len(message) <= SMALL_SUBMIT:
+            sender.submit(message)  # as a node sends: written now or queued, never waited for
+        else:  # large messages back to back need the backpressure ``send`` has
+            await sender.submit_and_wait(message)
 
     async def aclose(self) -> None:
         self.session.abort("benchmark done")
@@ -752,10 +816,10 @@ class SessionMux(MuxClient):
                     await self._reader
 
 
-async def dial(kind: str, port: int, ids: Identities) -> MuxClient:
+async def dial(kind: str, port: int, ids: Identities, drive: str = STANDALONE) -> MuxClient:
     if kind == "raw":
         return await RawMux.dial(port)
-    return await SessionMux.dial(kind, port, ids)
+    return await SessionMux.dial(kind, port, ids, drive)
 
 
 # --- sizes ---------------------------------------------------------------------------------------
@@ -828,12 +892,13 @@ QUICK_TPLAN = TransportPlan(
 class Endpoint:
     """Where a kind's server is and who the client is: shared by every benchmark of a run."""
 
-    def __init__(self, ids: Identities, ports: dict[str, int]) -> None:
+    def __init__(self, ids: Identities, ports: dict[str, int], drive: str = STANDALONE) -> None:
         self.ids = ids
         self.ports = ports
+        self.drive = drive
 
     async def dial(self, kind: str) -> MuxClient:
-        return await dial(kind, self.ports[kind], self.ids)
+        return await dial(kind, self.ports[kind], self.ids, self.drive)
 
     async def dial_lib(self, kind: str) -> LibClient:
         return await LibClient.dial(kind, self.ports[kind])
@@ -1328,7 +1393,7 @@ class LibBulkBench(_LibBase):
 # --- server process ------------------------------------------------------------------------------
 
 
-async def _serve_forever(kinds: tuple[str, ...], seeds: str) -> None:
+async def _serve_forever(kinds: tuple[str, ...], seeds: str, drive: str) -> None:
     client_seed, server_seed = (bytes.fromhex(x) for x in seeds.split(","))
     ids = Identities(
         "bench-client.os",
@@ -1336,7 +1401,7 @@ async def _serve_forever(kinds: tuple[str, ...], seeds: str) -> None:
         "bench-server.os",
         keys.from_seed(server_seed),
     )
-    servers = TransportServers(ids, kinds)
+    servers = TransportServers(ids, kinds, drive)
     ports = await servers.start()
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -1358,10 +1423,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description="transport benchmark servers (used by bench/run.py)")
     p.add_argument("--serve", required=True, help="comma-separated kinds")
     p.add_argument("--seeds", required=True)
+    p.add_argument("--drive", choices=DRIVES, default=STANDALONE)
     args = p.parse_args()
     kinds = tuple(k for k in args.serve.split(",") if k)
     with contextlib.suppress(KeyboardInterrupt):
-        runtime.run(_serve_forever(kinds, args.seeds))
+        runtime.run(_serve_forever(kinds, args.seeds, args.drive))
 
 
 if __name__ == "__main__":
