@@ -30,7 +30,15 @@ def start(
     deliver: Callable[[Session, bytes], None],
     on_closed: Callable[[Session], None],
 ) -> None:
-    """Start ``session`` with its own send queue and budget (a peer table's sizes)."""
+    """Start ``session`` with its own send queue and budget (a peer table's sizes). When it
+    closes, the messages it had not written fail (a peer table would move them to another
+    session; here there is none), so no sender waits for a message that is gone."""
+
+    def closed(s: Session, left: list[Outgoing]) -> None:
+        for item in left:
+            item.fail(SendErrorKind.OFFLINE, s.close_reason or "session closed")
+        on_closed(s)
+
     queue = SendQueue(
         limits.SEND_QUEUE_BYTES,
         ByteBudget(limits.NODE_SEND_BUDGET),
@@ -40,7 +48,7 @@ def start(
     session.start(
         queue=queue,
         deliver=deliver,
-        on_closed=lambda s, _left: on_closed(s),
+        on_closed=closed,
         idle_timeout=IDLE,
     )
 
@@ -80,7 +88,11 @@ class Sender:
     async def submit_and_wait(self, data: bytes) -> None:
         """:meth:`submit`, then wait until the transport has taken the message or it failed
         (a sender of large messages back to back needs this backpressure: the queue is
-        bounded in bytes)."""
+        bounded in bytes), at most :data:`SEND_DEADLINE` seconds."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._submit(data, done)
-        await done
+        try:
+            async with asyncio.timeout(SEND_DEADLINE):
+                await done
+        except TimeoutError:
+            self.on_fail(f"not taken by the transport within {SEND_DEADLINE:g} s")

@@ -77,45 +77,8 @@ async def profile(
         f"{profiled:.1f} under cProfile",
         file=out,
     )
-    stats = pstats.Stats(prof, stream=out)
-    print(owners_table(stats), file=out)
-    stats.strip_dirs().sort_stats(sort).print_stats(top)
+    pstats.Stats(prof, stream=out).strip_dirs().sort_stats(sort).print_stats(top)
     return out.getvalue()
-
-
-#: who owns a profiled function, by a fragment of its file name or, for a function written in C,
-#: of its description; the first match wins
-OWNERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("hnet (ours)", ("/hnet/",)),
-    ("benchmark harness", ("/bench/",)),
-    ("QUIC library (qh3, aioquic)", ("qh3", "aioquic", "pylsqpack")),
-    ("crypto library (cryptography, hashlib)", ("cryptography", "_blake2", "hashlib", "hmac")),
-    ("sockets (system calls)", ("_socket.socket", "socket.py")),
-    ("event loop (asyncio, uvloop)", ("asyncio", "uvloop", "_asyncio", "selectors")),
-)
-OTHER = "interpreter and other builtins"
-
-
-def owner(func: tuple[str, int, str]) -> str:
-    filename, _, name = func
-    where = filename if filename != "~" else name
-    for label, fragments in OWNERS:
-        if any(f in where for f in fragments):
-            return label
-    return OTHER
-
-
-def owners_table(stats: pstats.Stats) -> str:
-    """Own time (cProfile's tottime) summed by owner: how much of a profile is our code, the
-    libraries under it, the event loop and the interpreter."""
-    totals: dict[str, float] = {}
-    for func, entry in stats.stats.items():  # type: ignore[attr-defined]
-        totals[owner(func)] = totals.get(owner(func), 0.0) + entry[2]
-    whole = sum(totals.values()) or 1.0
-    lines = ["own time by owner:"]
-    for label, t in sorted(totals.items(), key=lambda kv: -kv[1]):
-        lines.append(f"  {100 * t / whole:5.1f} %  {t:8.3f} s  {label}")
-    return "\n".join(lines)
 
 
 def main() -> None:

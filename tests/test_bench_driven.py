@@ -21,6 +21,7 @@ from bench.transports import (
     TransportServers,
     make_message,
 )
+from hnet.core.sendqueue import Outgoing
 from hnet.core.wire import SendErrorKind
 
 
@@ -85,3 +86,22 @@ async def test_a_send_with_no_room_is_reported_once() -> None:
         failures
         == [f"send failed ({SendErrorKind.OFFLINE.name}): full session: no room in its queue"] * 2
     )
+
+
+async def test_messages_left_unwritten_at_close_fail_their_sender() -> None:
+    """A driven session that closes with messages still queued fails them (nothing is lost
+    silently, and ``submit_and_wait`` returns instead of waiting for them)."""
+    pair = DrivenTcpPair()
+    failures: list[str] = []
+    async with asyncio.timeout(30):
+        await pair.start()
+        try:
+            client = pair.client
+            assert client is not None and client.queue is not None
+            client.queue.push(  # queued behind nothing, never written: the session closes first
+                Outgoing(b"queued", 1e12, None, on_fail=lambda _i, _k, r: failures.append(r))
+            )
+            client.abort("closed by the test")
+        finally:
+            await pair.aclose()
+    assert failures == ["closed by the test"]
