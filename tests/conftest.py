@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
 import subprocess
 import sys
@@ -15,6 +16,15 @@ from hns import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 INTEROP = ROOT / "interop-tests" / "vectors"
+#: Seconds the interpreter may take to exit once pytest is done (joining leftover threads and
+#: executors). Past it, every thread's stack goes to stderr and the process exits with status
+#: 1: a hang at exit shows what hung instead of waiting out CI's timeout in silence.
+#: ``HNET_TEST_EXIT_DEADLINE`` sets another (seconds).
+EXIT_DEADLINE = float(os.environ.get("HNET_TEST_EXIT_DEADLINE", "120"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    faulthandler.dump_traceback_later(EXIT_DEADLINE, exit=True)
 
 
 def run_cli(
