@@ -472,12 +472,12 @@ class NoiseQuicConnection:
         assert self._send_keys is not None
         sid = self.quic.next_bidi_stream_id()
         size = len(message)
-        cipher = self._send_keys.cipher(sid)
+        key = self._send_keys.key(sid)
         if size > limits.QUIC_SMALL_MESSAGE:
-            sealer = MessageSealer(cipher, message)
+            sealer = MessageSealer(CipherState(key), message)
             out = _Outbound(sid, size, sealer)
         else:
-            wire = seal_small(cipher, message)  # before any state changes: it may raise
+            wire = seal_small(key, message)  # before any state changes: it may raise
             out = _Outbound(sid, size, None)
         self._out[sid] = out
         if not self.confirmed:
@@ -756,13 +756,13 @@ class NoiseQuicConnection:
                     f"more than {self.max_streams} message streams open",
                 )
             assert self._recv_keys is not None
-            cipher = self._recv_keys.cipher(sid)
-            message = open_whole(cipher, data, on_claim=self._claim) if fin else None
+            key = self._recv_keys.key(sid)
+            message = open_whole(key, data, on_claim=self._claim) if fin else None
             if message is not None:  # the usual small message: all of it in one piece
                 ib = self._in[sid] = _Inbound(None)
                 self._message_complete(sid, ib, message)
                 return
-            ib = self._in[sid] = _Inbound(MessageOpener(cipher, on_claim=self._claim))
+            ib = self._in[sid] = _Inbound(MessageOpener(CipherState(key), on_claim=self._claim))
             self._partial += 1
         opener = ib.opener
         if ib.complete or opener is None:

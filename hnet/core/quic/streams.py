@@ -29,10 +29,13 @@ import hashlib
 import struct
 from collections.abc import Callable
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
 from hnet.core.framing.errors import FramingError
 from hnet.core.noise.cipher import CipherState
 from hnet.core.noise.errors import NoiseError
-from hnet.core.noise.primitives import hmac_hash
+from hnet.core.noise.primitives import hmac_hash, nonce_bytes
 from hnet.core.quic.errors import QuicAppError, QuicProtocolError
 from hnet.limits import (
     MESSAGE_MAX_SIZE,
@@ -75,6 +78,9 @@ _BLOCK = 64  # BLAKE2s block size, the HMAC pad length
 _HEADER_PREFIX = _U16.pack(_HEADER_CT)
 #: a whole one-chunk message: header frame, then a chunk frame's u16 prefix
 _WHOLE_MIN = HEADER_FRAME_LEN + 2 + _MIN_CHUNK
+#: the Noise nonces of frames 0 and 1, for the one-chunk fast paths
+_NONCE0 = nonce_bytes(0)
+_NONCE1 = nonce_bytes(1)
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -112,77 +118,80 @@ class DirectionKeys:
         self._prefix = LABEL + bytes((direction,))
         self.direction = direction
 
-    def cipher(self, stream_id: int) -> CipherState:
-        """A fresh cipher (nonce 0) under ``K(dir, stream_id)``."""
+    def key(self, stream_id: int) -> bytes:
+        """``K(dir, stream_id)``, the stream's 32-byte key (never log it)."""
         if not 0 <= stream_id <= MAX_STREAM_ID:
             raise ValueError(f"stream id {stream_id} out of range")
         inner = self._inner.copy()
         inner.update(self._prefix + _U64.pack(stream_id) + b"\x01")
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return CipherState(outer.digest())
+        return outer.digest()
+
+    def cipher(self, stream_id: int) -> CipherState:
+        """A fresh cipher (nonce 0) under ``K(dir, stream_id)``."""
+        return CipherState(self.key(stream_id))
 
     def __repr__(self) -> str:  # never show key material
         return f"DirectionKeys(direction={self.direction})"
 
 
-def seal_small(cipher: CipherState, message: BytesLike) -> bytes:
-    """Every frame of a message of one chunk (1..NOISE_MAX_PLAINTEXT bytes), as
-    ``MessageSealer(cipher, message).seal_all()`` gives them, in fewer steps."""
+def seal_small(key: bytes, message: BytesLike) -> bytes:
+    """Every frame of a message of one chunk (1..NOISE_MAX_PLAINTEXT bytes) on a stream whose
+    key is ``key``, as ``MessageSealer(CipherState(key), message).seal_all()`` gives them, in
+    fewer steps: the two nonces are constants, so no cipher state is kept."""
     n = len(message)
     if not 0 < n <= NOISE_MAX_PLAINTEXT:
         raise ValueError(f"message of {n} bytes (one chunk is 1..{NOISE_MAX_PLAINTEXT})")
-    try:
-        header = cipher.encrypt(_U32.pack(n))
-        body = cipher.encrypt(message)
-    except NoiseError as e:  # cannot happen at nonces 0 and 1; kept for completeness
-        raise FramingError(f"cannot encrypt: {e}") from e
-    return b"".join((_HEADER_PREFIX, header, _U16.pack(len(body)), body))
+    aead = ChaCha20Poly1305(key)
+    body = aead.encrypt(_NONCE1, message, None)
+    return b"".join(
+        (_HEADER_PREFIX, aead.encrypt(_NONCE0, _U32.pack(n), None), _U16.pack(len(body)), body)
+    )
 
 
 def open_whole(
-    cipher: CipherState,
+    key: bytes,
     data: bytes,
     *,
     max_message: int = MESSAGE_MAX_SIZE,
     on_claim: Callable[[int], None] | None = None,
 ) -> bytes | None:
-    """The message of a stream whose bytes all came at once, FIN included (``data``), when they
-    are exactly one header frame and one chunk frame completing it: the common small message.
+    """The message of a stream whose key is ``key`` and whose bytes all came at once, FIN
+    included (``data``), when they are exactly one header frame and one chunk frame completing
+    it: the common small message.
 
     None when ``data`` is anything else, or its header frame does not authenticate or claims
-    another length: then ``cipher`` is as it was (nonce 0) and :class:`MessageOpener` must
-    take the stream, which applies every rule and raises what breaks one. Once the claim is
+    another length: then :class:`MessageOpener` (with a fresh cipher under ``key``) must take
+    the stream, which applies every rule and raises what breaks one. Once the claim is
     accepted the checks are :class:`MessageOpener`'s own: ``on_claim`` is called as it would
     call it, and a chunk that fails to authenticate raises the same error.
     """
     size = len(data)
-    if size < _WHOLE_MIN or data[:2] != _HEADER_PREFIX or cipher.nonce != 0:
+    if size < _WHOLE_MIN or data[:2] != _HEADER_PREFIX:
         return None
     (n,) = _U16.unpack_from(data, HEADER_FRAME_LEN)
     if size != HEADER_FRAME_LEN + 2 + n or n > NOISE_MAX_MESSAGE:
         return None
+    aead = ChaCha20Poly1305(key)
     view = memoryview(data)
     try:
         try:
-            header = cipher.decrypt(view[2:HEADER_FRAME_LEN])
-        except NoiseError:
-            cipher.set_nonce(0)
+            header = aead.decrypt(_NONCE0, view[2:HEADER_FRAME_LEN], None)
+        except InvalidTag:
             return None
         (claimed,) = _U32.unpack(header)
         if claimed != n - NOISE_TAG_LEN or not 0 < claimed <= max_message:
-            cipher.set_nonce(0)
             return None
         if on_claim is not None:
             on_claim(claimed)
         try:
-            return cipher.decrypt(view[HEADER_FRAME_LEN + 2 :])
-        except NoiseError:
-            raise QuicProtocolError(
-                QuicAppError.PROTOCOL_VIOLATION, "frame failed to authenticate"
-            ) from None
+            return aead.decrypt(_NONCE1, view[HEADER_FRAME_LEN + 2 :], None)
+        except InvalidTag:
+            pass
     finally:
         view.release()
+    raise QuicProtocolError(QuicAppError.PROTOCOL_VIOLATION, "frame failed to authenticate")
 
 
 class MessageSealer:
