@@ -133,6 +133,9 @@ class Metric:
     #: key of a second yardstick, the bare QUIC library under our QUIC line ("vs lib" column,
     #: ``vs_library`` in the JSON), or None
     floor: str | None = None
+    #: key of the bare library carrying hnet-noise/1's message pattern under our QUIC line
+    #: (bench/pattern.py; ``vs_pattern`` in the JSON), or None
+    pattern: str | None = None
 
     def __post_init__(self) -> None:
         if not self.unit:
@@ -224,12 +227,15 @@ def format_table(metrics: Sequence[Metric], labels: dict[str, str]) -> str:
 
     Lines are grouped under their :attr:`Metric.section` headings (in the order given);
     metrics with ``in_table`` False are left out. When some line has a :attr:`Metric.floor`
-    that was measured, a "vs lib" column gives its ratio to that floor too.
+    that was measured, a "vs lib" column gives its ratio to that floor too; likewise "vs pat"
+    for :attr:`Metric.pattern`.
     """
     by_key = {m.key: m for m in metrics}
     floors = any(m.floor in by_key for m in metrics if m.in_table and m.floor is not None)
+    patterns = any(m.pattern in by_key for m in metrics if m.in_table and m.pattern is not None)
     header: tuple[str, ...] = ("benchmark", "median", "unit", "rt/s", "vs raw")
     header += ("vs lib",) if floors else ()
+    header += ("vs pat",) if patterns else ()
     header += ("spread", "yardstick")
     rows: list[tuple[str, ...] | str] = []
     section = None
@@ -250,9 +256,10 @@ def format_table(metrics: Sequence[Metric], labels: dict[str, str]) -> str:
             vs = f"{c.median_of_ratios:.2f}x"
             yard = labels.get(raw.key, raw.key)
         row: tuple[str, ...] = (m.label, _fmt_value(m.median), m.unit, rt_s, vs)
-        if floors:
-            floor = by_key.get(m.floor) if m.floor is not None else None
-            row += (f"{compare(m, floor).median_of_ratios:.2f}x" if floor is not None else "",)
+        for shown, key in ((floors, m.floor), (patterns, m.pattern)):
+            if shown:
+                under = by_key.get(key) if key is not None else None
+                row += (f"{compare(m, under).median_of_ratios:.2f}x" if under is not None else "",)
         rows.append((*row, f"{spread(m.per_round):.0%}", yard))
     cells = [r for r in rows if isinstance(r, tuple)]
     widths = [max(len(r[i]) for r in (header, *cells)) for i in range(len(header))]

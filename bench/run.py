@@ -73,6 +73,7 @@ from bench.transports import (
     KINDS,
     LABELS,
     LIB_KINDS,
+    PATTERN_KINDS,
     QUICK_TPLAN,
     STANDALONE,
     TAGS,
@@ -897,6 +898,10 @@ def build(nodes: NodeCluster, ep: Endpoint | None = None) -> list[Bench]:
     for section, make, lib_makes in sections:
         lines = [make(kind) for kind in KINDS]
         lines += [lib(kind) for lib in lib_makes for kind in LIB_KINDS]
+        if section == T_RT:  # the libraries carrying hnet-noise/1's pattern (bench/pattern.py)
+            lines += [LibRoundTripBench(ep, kind, False) for kind in PATTERN_KINDS]
+        if section == T_CONC:
+            lines += [LibConcurrentBench(ep, kind, 100) for kind in PATTERN_KINDS]
         if section == T_SETUP:  # what the cryptography of a Noise-TCP setup costs alone
             lines.append(HandshakeFloorBench("setup_raw"))
         for b in lines:
@@ -919,6 +924,10 @@ def select(benches: list[Bench], only: set[str] | None) -> list[Bench]:
         return benches
     keep = {b.metric.key for b in benches if tags(b) & only}
     by_key = {b.metric.key: b for b in benches}
+    for k in list(keep):  # the floors under a kept line, and the library echo under those
+        pat = by_key[k].metric.pattern
+        if pat is not None and pat in by_key:
+            keep.add(pat)
     keep |= {f for k in keep if (f := by_key[k].metric.floor) is not None and f in by_key}
     for key in list(keep):
         yard = by_key[key].metric.yardstick
@@ -1014,7 +1023,7 @@ async def bench_main(
             await nodes.start()
         kinds = tuple(
             k
-            for k in KINDS + LIB_KINDS
+            for k in KINDS + LIB_KINDS + PATTERN_KINDS
             if any(b.metric.params.get("transport") == k for b in benches)
         )
         t_benches = [b for b in benches if b.metric.section != SESSIONS]
@@ -1147,6 +1156,14 @@ def report(
             c = compare(m, by_key[m.floor])
             entry["vs_library"] = {
                 "floor": m.floor,
+                "median_of_per_round_ratios": c.median_of_ratios,
+                "ratio_of_medians": c.ratio_of_medians,
+                "per_round": c.per_round,
+            }
+        if m.pattern is not None and m.pattern in by_key:
+            c = compare(m, by_key[m.pattern])
+            entry["vs_pattern"] = {
+                "floor": m.pattern,
                 "median_of_per_round_ratios": c.median_of_ratios,
                 "ratio_of_medians": c.ratio_of_medians,
                 "per_round": c.per_round,
@@ -1340,6 +1357,14 @@ def main_sessions(args: argparse.Namespace) -> int:
             "backend (its own asyncio API, TLS only, no Noise), same rounds: setup vs the "
             "library's connect to first echo; 64 B round trips (one at a time, 100 concurrent) "
             "vs the library's echoes on a new stream each; 10 MB messages vs the library's."
+        )
+    if any(m.pattern in labels for m in metrics if m.pattern is not None):
+        print(
+            "vs pat: our QUIC 64 B lines against the same library carrying hnet-noise/1's "
+            "message pattern and nothing of hnet's session code (bench/pattern.py: a stream "
+            "per message each way, sealed and opened with per-stream keys, FIN "
+            "acknowledgements, the same credit): what hnet's own code adds. The pattern "
+            "lines' vs lib is what the protocol's shape costs on that library."
         )
     hols = [b for b in benches if isinstance(b, HolBench)]
     hol_json: dict[str, Any] = {}

@@ -46,7 +46,7 @@ if __package__ in (None, ""):  # run as a script (server mode): make ``bench`` i
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from bench import driven
+from bench import driven, pattern
 from bench.common import (
     LATENCY,
     LOOPBACK,
@@ -76,9 +76,20 @@ LABELS = {
 #: of our QUIC kind of the same backend.
 LIB_KINDS = ("lib-qh3", "lib-aioquic")
 LABELS.update({"lib-qh3": "qh3 library", "lib-aioquic": "aioquic library"})
-#: Our QUIC kind -> the bare library it runs on, and back.
+#: The bare QUIC libraries carrying hnet-noise/1's message pattern (bench/pattern.py: a stream
+#: per message, FIN acknowledgements, per-stream keys and AEAD; no hnet session code): the floor
+#: of the protocol itself on each backend.
+PATTERN_KINDS = ("pat-qh3", "pat-aioquic")
+LABELS.update(
+    {
+        "pat-qh3": "qh3 library, hnet-noise/1 pattern",
+        "pat-aioquic": "aioquic library, hnet-noise/1 pattern",
+    }
+)
+#: Our QUIC kind -> the bare library it runs on, and back; and -> the pattern floor.
 FLOOR = {"quic-qh3": "lib-qh3", "quic-aioquic": "lib-aioquic"}
-BASE = {lib: ours for ours, lib in FLOOR.items()}
+PATTERN = {"quic-qh3": "pat-qh3", "quic-aioquic": "pat-aioquic"}
+BASE = {lib: ours for ours, lib in (*FLOOR.items(), *PATTERN.items())}
 #: ``--only`` tag of each kind.
 TAGS = {
     "raw": "raw",
@@ -87,6 +98,8 @@ TAGS = {
     "quic-aioquic": "quic",
     "lib-qh3": "quic",
     "lib-aioquic": "quic",
+    "pat-qh3": "quic",
+    "pat-aioquic": "quic",
 }
 
 OP_ECHO = ord("E")
@@ -254,7 +267,7 @@ class QuicLibrary:
             self._asyncio.QuicConnectionProtocol,
             events.StreamDataReceived,
             events.ConnectionTerminated,
-            _can_open_qh3 if backend == "qh3" else _can_open_aioquic,
+            CAN_OPEN[backend],
         )
 
     @classmethod
@@ -315,6 +328,10 @@ def _can_open_qh3(quic: Any) -> bool:
 
 def _can_open_aioquic(quic: Any) -> bool:
     return int(quic._local_next_stream_id_bidi) // 4 < int(quic._remote_max_streams_bidi)
+
+
+#: backend -> whether the peer's stream credit allows one more bidirectional stream
+CAN_OPEN: dict[str, Callable[[Any], bool]] = {"qh3": _can_open_qh3, "aioquic": _can_open_aioquic}
 
 
 def _lib_protocols(
@@ -495,7 +512,10 @@ class TransportServers:
     """A server for each kind, on loopback; :attr:`ports` maps kind -> port."""
 
     def __init__(
-        self, ids: Identities, kinds: tuple[str, ...] = KINDS + LIB_KINDS, drive: str = STANDALONE
+        self,
+        ids: Identities,
+        kinds: tuple[str, ...] = KINDS + LIB_KINDS + PATTERN_KINDS,
+        drive: str = STANDALONE,
     ) -> None:
         self.ids = ids
         self.kinds = kinds
@@ -560,8 +580,14 @@ class TransportServers:
                 server = await asyncio.start_server(
                     lambda r, w: self._spawn(self._accept_tcp(r, w)), LOOPBACK, 0, limit=READ_SIZE
                 )
-            elif kind in LIB_KINDS:
-                lib_server = await QuicLibrary.get(kind.split("-", 1)[1]).serve()
+            elif kind in LIB_KINDS or kind in PATTERN_KINDS:
+                backend = kind.split("-", 1)[1]
+                lib = QuicLibrary.get(backend)
+                if kind in LIB_KINDS:
+                    lib_server = await lib.serve()
+                else:
+                    cfg = lib.configuration(False)
+                    lib_server = await pattern.serve(backend, cfg, CAN_OPEN[backend])
                 self._lib_servers.append(lib_server)
                 self.ports[kind] = int(lib_server._transport.get_extra_info("sockname")[1])
                 continue
@@ -900,7 +926,14 @@ class Endpoint:
     async def dial(self, kind: str) -> MuxClient:
         return await dial(kind, self.ports[kind], self.ids, self.drive)
 
-    async def dial_lib(self, kind: str) -> LibClient:
+    async def dial_lib(self, kind: str) -> LibClient | pattern.PatternClient:
+        """A bare library's client: its echo (``lib-*``) or hnet-noise/1's pattern (``pat-*``)."""
+        if kind in PATTERN_KINDS:
+            backend = kind.split("-", 1)[1]
+            cfg = QuicLibrary.get(backend).configuration(True)
+            return await pattern.PatternClient.dial(
+                backend, self.ports[kind], cfg, CAN_OPEN[backend], TIMEOUT
+            )
         return await LibClient.dial(kind, self.ports[kind])
 
 
@@ -1004,8 +1037,16 @@ def _key(kind: str) -> str:
 
 
 def _floor(prefix: str, kind: str) -> str | None:
-    """Key of the bare-library line under ``prefix``'s line of our QUIC ``kind`` (else None)."""
+    """Key of the bare-library line under ``prefix``'s line of our QUIC ``kind`` or of a
+    pattern floor (the library's echo of the same backend), else None."""
+    if kind in PATTERN_KINDS:
+        return f"{prefix}_{_key(FLOOR[BASE[kind]])}"
     return f"{prefix}_{_key(FLOOR[kind])}" if kind in FLOOR else None
+
+
+def _pattern(prefix: str, kind: str) -> str | None:
+    """Key of the pattern floor's line under ``prefix``'s line of our QUIC ``kind``."""
+    return f"{prefix}_{_key(PATTERN[kind])}" if kind in PATTERN else None
 
 
 class SetupBench:
@@ -1050,6 +1091,7 @@ class RoundTripBench(_Base):
                 None if kind == "raw" else "rt64_raw",
                 params={"message_bytes": SMALL},
                 floor=_floor("rt64", kind),
+                pattern=_pattern("rt64", kind),
             ),
         )
 
@@ -1076,6 +1118,7 @@ class ConcurrentBench(_Base):
                 None if kind == "raw" else "conc64_raw",
                 params={"message_bytes": SMALL, "concurrent": streams, "value": "elapsed / count"},
                 floor=_floor("conc64", kind),
+                pattern=_pattern("conc64", kind),
             ),
         )
 
@@ -1256,15 +1299,25 @@ class HolBench(_Base):
 # --- the bare libraries' benchmarks (the floor of our QUIC lines) -------------------------------
 
 
-class _LibBase(_OneConnection["LibClient"]):
-    """A benchmark on one long-lived bare-library connection (``lib-qh3`` or ``lib-aioquic``)."""
+class _LibBase(_OneConnection["LibClient | pattern.PatternClient"]):
+    """A benchmark on one long-lived bare-library connection: the library's echo (``lib-qh3``,
+    ``lib-aioquic``) or hnet-noise/1's pattern on it (``pat-qh3``, ``pat-aioquic``)."""
 
     def __init__(self, ep: Endpoint, kind: str, metric: Metric) -> None:
         super().__init__(ep, kind, metric)
         self.metric.params.setdefault("api", f"{kind.split('-', 1)[1]}.asyncio serve/connect")
+        if kind in PATTERN_KINDS:
+            self.metric.params.setdefault("pattern", "bench/pattern.py")
 
-    async def _dial(self) -> LibClient:
+    async def _dial(self) -> LibClient | pattern.PatternClient:
         return await self.ep.dial_lib(self.kind)
+
+
+def _lib_streams(kind: str, one_stream: bool) -> str:
+    """How a bare-library line uses streams, for its label."""
+    if kind in PATTERN_KINDS:
+        return "a stream per message each way"
+    return "one long-lived stream" if one_stream else "a new stream each"
 
 
 class LibSetupBench:
@@ -1298,8 +1351,10 @@ class LibRoundTripBench(_LibBase):
     """Bare library: 64-byte echoes one at a time, each on a new stream or all on one stream."""
 
     def __init__(self, ep: Endpoint, kind: str, one_stream: bool) -> None:
+        if one_stream and kind in PATTERN_KINDS:
+            raise ValueError("the pattern floor has a stream per message")
         self.one_stream = one_stream
-        how = "one long-lived stream" if one_stream else "a new stream each"
+        how = _lib_streams(kind, one_stream)
         super().__init__(
             ep,
             kind,
@@ -1309,13 +1364,18 @@ class LibRoundTripBench(_LibBase):
                 LATENCY,
                 "rt64_raw",
                 params={"message_bytes": SMALL, "streams": how},
+                floor=_floor("rt64", kind),
             ),
         )
 
     async def measure(self, plan: Any) -> tuple[float, dict[str, float]]:
         client = self.check()
         n = plan.transport.of("rt")(self.kind)
-        request = client.request_on_stream if self.one_stream else client.request
+        if self.one_stream:
+            assert isinstance(client, LibClient)
+            request = client.request_on_stream
+        else:
+            request = client.request
         us = await _echoes_one_at_a_time(request, n, self.metric.label)
         self.check()
         return us, {}
@@ -1331,10 +1391,12 @@ class LibConcurrentBench(_LibBase):
             kind,
             Metric(
                 f"conc64_{_key(kind)}",
-                f"{LABELS[kind]} 64 B echoes, {streams} concurrent, new streams",
+                f"{LABELS[kind]} 64 B echoes, {streams} concurrent, "
+                + ("streams per message" if kind in PATTERN_KINDS else "new streams"),
                 LATENCY,
                 "conc64_raw",
                 params={"message_bytes": SMALL, "concurrent": streams, "value": "elapsed / count"},
+                floor=_floor("conc64", kind),
             ),
         )
 

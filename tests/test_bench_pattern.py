@@ -1,0 +1,69 @@
+"""bench/pattern.py, the bare QUIC library carrying hnet-noise/1's message pattern: it echoes
+under the protocol's credit (never more than QUIC_MAX_STREAMS messages unacknowledged, every
+one acknowledged in the end), and a peer that breaks the pattern fails the request instead of
+leaving it waiting."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bench import pattern
+from bench.common import Identities
+from bench.transports import PATTERN_KINDS, Endpoint, TransportServers
+from hnet.limits import QUIC_MAX_STREAMS
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.mark.parametrize("kind", PATTERN_KINDS)
+async def test_pattern_echoes_within_credit_and_acknowledges_all(kind: str) -> None:
+    ids = Identities.generate()
+    servers = TransportServers(ids, (kind,))
+    ep = Endpoint(ids, {})
+    async with asyncio.timeout(60):
+        ep.ports.update(await servers.start())
+        client = await ep.dial_lib(kind)
+        assert isinstance(client, pattern.PatternClient)
+        try:
+            messages = [i.to_bytes(2, "big") * 32 for i in range(100)]  # 64 B, all different
+
+            async def loop(m: bytes) -> None:
+                for _ in range(3):
+                    assert await client.request(m) == m
+
+            await asyncio.gather(*(loop(m) for m in messages))
+            proto = client.proto
+            assert QUIC_MAX_STREAMS // 2 < proto.peak_unacked <= QUIC_MAX_STREAMS
+            for _ in range(500):  # the last acknowledgements are on their way
+                if not proto.unacked:
+                    break
+                await asyncio.sleep(0.01)
+            assert not proto.unacked and not proto.queued and client.failure is None
+        finally:
+            await client.aclose()
+            await servers.aclose()
+
+
+@pytest.mark.parametrize("kind", PATTERN_KINDS)
+async def test_a_peer_with_other_keys_fails_the_request(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = Identities.generate()
+    servers = TransportServers(ids, (kind,))
+    ep = Endpoint(ids, {})
+    async with asyncio.timeout(60):
+        ep.ports.update(await servers.start())
+        real = pattern.session_keys
+        # the client seals with the server's sending keys: nothing it sends opens
+        monkeypatch.setattr(pattern, "session_keys", lambda is_client: real(False))
+        client = await ep.dial_lib(kind)
+        try:
+            with pytest.raises(pattern.PatternError):
+                async with asyncio.timeout(20):
+                    await client.request(b"x" * 64)
+            assert client.failure is not None
+        finally:
+            await client.aclose()
+            await servers.aclose()
