@@ -12,6 +12,10 @@ in-process lines they explain:
   TCP framing does (65,519-byte plaintext chunks, the Noise nonce), with the same
   ``cryptography`` AEAD. Session bulk in one process does both on one CPU, so
   ``1 / (1 / raw + 1 / this)`` is the most a Noise session can reach next to raw TCP's copies.
+* **ChaCha20-Poly1305, a ping-pong's messages**: per round trip, the two 64-byte messages of
+  an in-process ping-pong each sealed and opened as a Noise-TCP session does (one AEAD call
+  each way per message, through ``CipherState``). A Noise ping-pong in one process makes raw
+  TCP's system calls and these four calls at least, so ``raw + this`` is its least.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from bench.common import LATENCY, THROUGHPUT, Identities, Metric
 from hnet.core.noise.cipher import CipherState
 from hnet.limits import NOISE_MAX_PLAINTEXT
 
-__all__ = ["AeadFloorBench", "HandshakeFloorBench", "handshake"]
+__all__ = ["AeadFloorBench", "HandshakeFloorBench", "SmallAeadFloorBench", "handshake"]
 
 
 def handshake(ids: Identities) -> None:
@@ -106,6 +110,47 @@ class AeadFloorBench:
             raise RuntimeError("the AEAD did not give back what it sealed")
         moved = plan.bulk_count * chunks * NOISE_MAX_PLAINTEXT
         return moved / elapsed / 1e6, {}
+
+    async def aclose(self) -> None:
+        return None
+
+
+class SmallAeadFloorBench:
+    """A ping-pong's cryptography alone: per round trip two ``size``-byte messages, each sealed
+    by its sender and opened by its receiver (µs per round trip, median of the round)."""
+
+    def __init__(self, yardstick: str, size: int) -> None:
+        self.metric = Metric(
+            "aead_pingpong",
+            f"ChaCha20-Poly1305 alone, a ping-pong's two {size} B messages sealed + opened",
+            LATENCY,
+            yardstick,
+            params={"message_bytes": size, "floor_of": "noise_tcp_pingpong_driven"},
+        )
+        key_a, key_b = os.urandom(32), os.urandom(32)
+        # a -> b and b -> a, as a session pair's four cipher states
+        self._ciphers = (
+            CipherState(key_a),
+            CipherState(key_a),
+            CipherState(key_b),
+            CipherState(key_b),
+        )
+        self._message = os.urandom(size)
+
+    async def setup(self) -> None:
+        return None
+
+    async def measure(self, plan: Any) -> tuple[float, dict[str, float]]:
+        a_seal, b_open, b_seal, a_open = self._ciphers
+        message = reply = self._message
+        n = plan.pingpong_n
+        t0 = time.perf_counter()
+        for _ in range(n):
+            reply = a_open.decrypt(b_seal.encrypt(b_open.decrypt(a_seal.encrypt(message))))
+        elapsed = time.perf_counter() - t0
+        if reply != message:
+            raise RuntimeError("the AEAD did not give back what it sealed")
+        return elapsed / n * 1e6, {}
 
     async def aclose(self) -> None:
         return None

@@ -66,7 +66,7 @@ from bench.common import (
     pin_choice,
 )
 from bench.common import run_round as common_run_round
-from bench.floors import AeadFloorBench, HandshakeFloorBench
+from bench.floors import AeadFloorBench, HandshakeFloorBench, SmallAeadFloorBench
 from bench.transports import (
     DEFAULT_TPLAN,
     DRIVES,
@@ -844,6 +844,7 @@ SESSION_TAGS = {
     "raw_tcp_bulk": {"raw"},
     "noise_tcp_bulk": {"tcp"},
     "aead_seal_open": {"tcp"},
+    "aead_pingpong": {"tcp"},
     "setup_noise_memory": {"tcp"},
 }
 ONLY_TAGS = ("raw", "tcp", "ws", "nodes", "quic", "kernel")
@@ -865,6 +866,7 @@ def build(nodes: NodeCluster, ep: Endpoint | None = None) -> list[Bench]:
             "noise_tcp_pingpong_driven",
             "Noise-TCP session ping-pong, as a peer table drives it",
         ),
+        SmallAeadFloorBench("raw_tcp_pingpong", PING_SIZE),
         SessionPingPong(WsPair(echo_deliver), "noise_ws_pingpong", "Noise-WS session ping-pong"),
         RawPingPongRemote(nodes.cpu),
         NodeHello(nodes, "tcp"),
