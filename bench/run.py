@@ -1121,6 +1121,17 @@ def hol_table(hols: list[HolBench]) -> tuple[str, dict[str, Any]]:
     return "\n".join(lines), out
 
 
+def _comparison(ours: Metric, under: Metric) -> dict[str, Any]:
+    """The JSON of ``ours`` against another line: per-round ratios, their median, the ratio
+    of the medians."""
+    c = compare(ours, under)
+    return {
+        "median_of_per_round_ratios": c.median_of_ratios,
+        "ratio_of_medians": c.ratio_of_medians,
+        "per_round": c.per_round,
+    }
+
+
 def report(
     metrics: list[Metric],
     orders: list[list[str]],
@@ -1148,28 +1159,10 @@ def report(
         if any(m.details):
             entry["details_per_round"] = m.details
         if m.yardstick is not None:
-            c = compare(m, by_key[m.yardstick])
-            entry["vs_raw"] = {
-                "median_of_per_round_ratios": c.median_of_ratios,
-                "ratio_of_medians": c.ratio_of_medians,
-                "per_round": c.per_round,
-            }
-        if m.floor is not None and m.floor in by_key:
-            c = compare(m, by_key[m.floor])
-            entry["vs_library"] = {
-                "floor": m.floor,
-                "median_of_per_round_ratios": c.median_of_ratios,
-                "ratio_of_medians": c.ratio_of_medians,
-                "per_round": c.per_round,
-            }
-        if m.pattern is not None and m.pattern in by_key:
-            c = compare(m, by_key[m.pattern])
-            entry["vs_pattern"] = {
-                "floor": m.pattern,
-                "median_of_per_round_ratios": c.median_of_ratios,
-                "ratio_of_medians": c.ratio_of_medians,
-                "per_round": c.per_round,
-            }
+            entry["vs_raw"] = _comparison(m, by_key[m.yardstick])
+        for name, under in (("vs_library", m.floor), ("vs_pattern", m.pattern)):
+            if under is not None and under in by_key:
+                entry[name] = {"floor": under, **_comparison(m, by_key[under])}
         if m.key.startswith("node_hello_") and "raw_tcp_pingpong" in by_key:
             c = compare(m, by_key["raw_tcp_pingpong"])
             entry["vs_raw_in_process"] = c.median_of_ratios
