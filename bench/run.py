@@ -1212,7 +1212,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="TAGS",
         help=f"comma-separated, from {', '.join(ONLY_TAGS)}: run only the lines of those "
         "transports (plus the raw yardsticks they are compared with; quic: with the bare QUIC "
-        "libraries' floors); e.g. --only quic. "
+        "libraries' floors and their hnet-noise/1 pattern lines); e.g. --only quic. "
         "kernel (only when asked for): bench/kernel_bench.py, its JSON kernel.json beside --json",
     )
     p.add_argument(
