@@ -14,8 +14,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from hnet import limits
-from hnet.core.sendqueue import ByteBudget, Outgoing, SendQueue
+from hnet.core.sendqueue import Outgoing
 from hnet.core.wire import SendErrorKind
 from hnet.transport.session import Session
 
@@ -39,14 +38,8 @@ def start(
             item.fail(SendErrorKind.OFFLINE, s.close_reason or "session closed")
         on_closed(s)
 
-    queue = SendQueue(
-        limits.SEND_QUEUE_BYTES,
-        ByteBudget(limits.NODE_SEND_BUDGET),
-        lanes=session.lanes,
-        small_size=session.small_size,
-    )
     session.start(
-        queue=queue,
+        queue=session.new_queue(),
         deliver=deliver,
         on_closed=closed,
         idle_timeout=IDLE,

@@ -10,7 +10,7 @@ import pytest
 
 from hnet import keys, limits
 from hnet.core.handshake import HandshakeError, PeerHandshake
-from hnet.core.sendqueue import ByteBudget, Outgoing, OutgoingState, SendQueue
+from hnet.core.sendqueue import Outgoing, OutgoingState
 from hnet.transport.quic import QuicListener, QuicSession, connect
 from hnet.transport.session import Session, SessionClosed, SessionError
 from tests.test_quic_util import (
@@ -412,14 +412,8 @@ async def test_ipv6_loopback(book: Book, backend: str):
 
 def _started(session: QuicSession, deliver, closed: list[str]) -> None:
     """Start ``session`` as a peer table does: a synchronous ``deliver``, a byte-bounded queue."""
-    queue = SendQueue(
-        limits.SEND_QUEUE_BYTES,
-        ByteBudget(limits.NODE_SEND_BUDGET),
-        lanes=session.lanes,
-        small_size=session.small_size,
-    )
     session.start(
-        queue=queue,
+        queue=session.new_queue(),
         deliver=deliver,
         on_closed=lambda s, left: closed.append(s.close_reason or "?"),
         idle_timeout=60.0,

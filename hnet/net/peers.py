@@ -513,9 +513,7 @@ class PeerTable:
         self._retire(peer, session)
 
     def _new_queue(self, session: Session) -> SendQueue:
-        return SendQueue(
-            self.queue_bytes, self.budget, lanes=session.lanes, small_size=session.small_size
-        )
+        return session.new_queue(self.queue_bytes, self.budget)
 
     def _start(self, peer: Peer, session: Session) -> None:
         if session.queue is not None:

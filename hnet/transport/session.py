@@ -155,13 +155,21 @@ class Session(abc.ABC):
 
     # --- standalone use (tests, benchmarks, tools): no node, no peer table ------------------
 
+    def new_queue(
+        self, max_bytes: int = limits.SEND_QUEUE_BYTES, budget: ByteBudget | None = None
+    ) -> SendQueue:
+        """A send queue shaped for this session (its lanes, its small-message size), bounded
+        to ``max_bytes`` and charging ``budget`` (default: a budget of its own, a node's
+        size), for :meth:`start`."""
+        if budget is None:
+            budget = ByteBudget(limits.NODE_SEND_BUDGET)
+        return SendQueue(max_bytes, budget, lanes=self.lanes, small_size=self.small_size)
+
     def _ensure_writers(self) -> SendQueue:
         if self.queue is None:
             budget = ByteBudget(limits.NODE_SEND_BUDGET)
             budget.on_release = self._room.set
-            queue = SendQueue(
-                limits.SEND_QUEUE_BYTES, budget, lanes=self.lanes, small_size=self.small_size
-            )
+            queue = self.new_queue(budget=budget)
             self.queue = queue
             self._wake = [asyncio.Event() for _ in range(self.lanes)]
             queue.on_ready = self._ready
