@@ -34,6 +34,9 @@ class OutgoingState(enum.Enum):
     FAILED = "failed"
 
 
+#: The states an Outgoing ends in (a set: an Enum member's attribute lookup is slow).
+_FINISHED = frozenset((OutgoingState.WRITTEN, OutgoingState.FAILED))
+
 #: (the message, why it failed) -> None; must not raise and must not block.
 FailHook = Callable[["Outgoing", SendErrorKind, str], None]
 
@@ -91,7 +94,7 @@ class Outgoing:
 
     @property
     def finished(self) -> bool:
-        return self.state in (OutgoingState.WRITTEN, OutgoingState.FAILED)
+        return self.state in _FINISHED
 
     def _uncharge(self) -> None:
         if self._queue is not None:
