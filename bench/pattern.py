@@ -38,7 +38,14 @@ from typing import Any
 
 from bench.common import LOOPBACK
 from hnet.core.quic.errors import QuicProtocolError
-from hnet.core.quic.streams import DIR_I2R, DIR_R2I, DirectionKeys, open_whole, seal_small
+from hnet.core.quic.streams import (
+    DIR_I2R,
+    DIR_R2I,
+    DirectionKeys,
+    open_whole,
+    seal_small,
+    wire_size,
+)
 from hnet.limits import NOISE_MAX_PLAINTEXT, QUIC_MAX_STREAMS
 
 __all__ = ["PatternClient", "PatternError", "serve", "session_keys"]
@@ -47,6 +54,13 @@ __all__ = ["PatternClient", "PatternError", "serve", "session_keys"]
 _H = hashlib.blake2s(b"hnet bench: pattern floor, handshake hash").digest()
 _K_I2R = hashlib.blake2s(b"hnet bench: pattern floor, initiator to responder").digest()
 _K_R2I = hashlib.blake2s(b"hnet bench: pattern floor, responder to initiator").digest()
+
+
+#: The most a peer stream of the pattern can carry (one sealed one-chunk message): more is
+#: refused before it is buffered.
+_STREAM_MAX = wire_size(NOISE_MAX_PLAINTEXT)
+#: Messages an end holds while it waits for credit (the benchmarks keep at most 100 in flight).
+_QUEUED_MAX = 4096
 
 
 class PatternError(Exception):
@@ -74,7 +88,7 @@ def _protocol(backend: str, is_client: bool, can_open: Callable[[Any], bool]) ->
             self.unacked: set[int] = set()  # our message streams not yet acknowledged
             self.peak_unacked = 0  # the most there ever were (for tests)
             self.queued: deque[bytes] = deque()  # messages waiting for credit, in order
-            self.parts: dict[int, list[bytes]] = {}  # peer streams not complete yet
+            self.parts: dict[int, bytearray] = {}  # peer streams not complete yet
             self.failure: str | None = None
             self.waiters: dict[bytes, deque[asyncio.Future[bytes]]] = {}
             self._transmit_soon: asyncio.Handle | None = None
@@ -86,6 +100,9 @@ def _protocol(backend: str, is_client: bool, can_open: Callable[[Any], bool]) ->
             """Queue ``message``; it goes on a stream of its own as soon as credit allows."""
             if not 0 < len(message) <= NOISE_MAX_PLAINTEXT:
                 raise PatternError(f"the floor sends one-chunk messages, not {len(message)} B")
+            if len(self.queued) >= _QUEUED_MAX:
+                self._fail(f"more than {_QUEUED_MAX} messages waiting for credit")
+                return
             self.queued.append(message)
             self._drain()
 
@@ -93,8 +110,12 @@ def _protocol(backend: str, is_client: bool, can_open: Callable[[Any], bool]) ->
             quic, queued = self._quic, self.queued
             while queued and len(self.unacked) < QUIC_MAX_STREAMS and can_open(quic):
                 message = queued.popleft()
-                sid = quic.get_next_available_stream_id()
-                quic.send_stream_data(sid, seal_small(self.send_keys.key(sid), message), True)
+                try:
+                    sid = quic.get_next_available_stream_id()
+                    quic.send_stream_data(sid, seal_small(self.send_keys.key(sid), message), True)
+                except Exception as e:  # the connection closed before we heard of it
+                    self._fail(f"cannot send: {e}")
+                    return
                 unacked = self.unacked
                 unacked.add(sid)
                 if len(unacked) > self.peak_unacked:
@@ -124,12 +145,19 @@ def _protocol(backend: str, is_client: bool, can_open: Callable[[Any], bool]) ->
                     return
                 self.unacked.discard(sid)
                 return
-            if not event.end_stream:
-                self.parts.setdefault(sid, []).append(data)
+            held = self.parts.get(sid)
+            if (len(held) if held is not None else 0) + len(data) > _STREAM_MAX:
+                self._fail(f"stream {sid}: more than one sealed one-chunk message")
                 return
-            parts = self.parts.pop(sid, None)
-            if parts is not None:
-                data = b"".join((*parts, data))
+            if not event.end_stream:
+                if held is None:
+                    self.parts[sid] = bytearray(data)
+                else:
+                    held += data
+                return
+            if held is not None:
+                del self.parts[sid]
+                data = bytes(held + data)
             try:
                 message = open_whole(self.recv_keys.key(sid), data)
             except QuicProtocolError as e:
@@ -160,15 +188,16 @@ def _protocol(backend: str, is_client: bool, can_open: Callable[[Any], bool]) ->
             waiters fail too instead of waiting for an answer that will not come."""
             first = self.failure is None
             self.failure = self.failure or reason
-            if first and not reason.startswith("connection closed"):
-                self._quic.close(error_code=0x3, reason_phrase=reason)  # PROTOCOL_VIOLATION
-                self.transmit()
             for waiters in self.waiters.values():
                 for fut in waiters:
                     if not fut.done():
                         fut.set_exception(PatternError(self.failure))
             self.waiters.clear()
             self.queued.clear()
+            if first and not reason.startswith("connection closed"):
+                with contextlib.suppress(Exception):  # it may be closed already
+                    self._quic.close(error_code=0x3, reason_phrase=reason)  # PROTOCOL_VIOLATION
+                    self.transmit()
 
         # --- the client's side -------------------------------------------------------
 

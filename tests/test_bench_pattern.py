@@ -67,3 +67,30 @@ async def test_a_peer_with_other_keys_fails_the_request(
         finally:
             await client.aclose()
             await servers.aclose()
+
+
+@pytest.mark.parametrize("kind", PATTERN_KINDS)
+async def test_a_stream_longer_than_one_message_is_refused(kind: str) -> None:
+    ids = Identities.generate()
+    servers = TransportServers(ids, (kind,))
+    ep = Endpoint(ids, {})
+    async with asyncio.timeout(60):
+        ep.ports.update(await servers.start())
+        client = await ep.dial_lib(kind)
+        assert isinstance(client, pattern.PatternClient)
+        try:
+            assert await client.request(b"y" * 64) == b"y" * 64
+            proto = client.proto
+            # a message stream that never ends, past what one sealed message can take
+            sid = proto._quic.get_next_available_stream_id()
+            proto._quic.send_stream_data(sid, bytes(70_000), False)
+            proto.transmit()
+            with pytest.raises(pattern.PatternError):  # once the server has read past it
+                async with asyncio.timeout(20):
+                    for _ in range(2000):
+                        await client.request(b"z" * 64)
+                        await asyncio.sleep(0.01)
+            assert client.failure is not None and "closed" in client.failure
+        finally:
+            await client.aclose()
+            await servers.aclose()

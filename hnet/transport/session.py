@@ -153,8 +153,6 @@ class Session(abc.ABC):
         (then it is queued for the writer). Transports override this; default: never."""
         return False
 
-    # --- standalone use (tests, benchmarks, tools): no node, no peer table ------------------
-
     def new_queue(
         self, max_bytes: int = limits.SEND_QUEUE_BYTES, budget: ByteBudget | None = None
     ) -> SendQueue:
@@ -164,6 +162,8 @@ class Session(abc.ABC):
         if budget is None:
             budget = ByteBudget(limits.NODE_SEND_BUDGET)
         return SendQueue(max_bytes, budget, lanes=self.lanes, small_size=self.small_size)
+
+    # --- standalone use (tests, benchmarks, tools): no node, no peer table ------------------
 
     def _ensure_writers(self) -> SendQueue:
         if self.queue is None:
