@@ -35,6 +35,7 @@ from hnet.core.wire import (
     ResponseMessage,
     SendError,
     SendErrorKind,
+    build,
     encode_kernel_message,
     encode_net_action,
 )
@@ -65,7 +66,7 @@ log = get_logger("node")
 #: punch must reach (docs/quic.md §11.13); other QUIC dials keep a socket of their own
 _HOP_DIAL: contextvars.ContextVar[bool] = contextvars.ContextVar("hnet_hop_dial", default=False)
 
-_NET_PROCESS_ID = ProcessId.parse(NET_PROCESS)
+_NET_SUFFIX = f"@{ProcessId.parse(NET_PROCESS)}"
 #: The process our ping requests come from.
 PING_PROCESS = "ping:hnet:sys"
 
@@ -541,19 +542,13 @@ class Node:
         deadline = loop.time() + timeout  # the loop's clock is time.monotonic
         rid, fut = self._tracker.open(target.node, loop)
         timer = loop.call_at(deadline, self._tracker.expire, rid, timeout)
-        km = KernelMessage(
-            id=rid,
-            source=self._address(process),
-            target=target,
-            rsvp=None,
-            message=Request(
-                inherit=False,
-                expects_response=max(1, int(timeout + 0.999)),
-                body=body,
-                metadata=None,
-                capabilities=(),
-            ),
-            lazy_load_blob=blob,
+        km = build.kernel_message(
+            rid,
+            self._address(process),
+            target,
+            None,
+            build.request(False, max(1, int(timeout + 0.999)), body, None, ()),
+            blob,
         )
         item: Outgoing | None = None
         try:
@@ -597,7 +592,9 @@ class Node:
 
     def _dispatch(self, km: KernelMessage, via: str | None) -> None:
         """Hand ``km`` (for this node) to its process. Never blocks."""
-        if km.target.process == _NET_PROCESS_ID:
+        # km.target.process == net:distro:sys, read off the address string: a node name has
+        # no '@', so the text ends so exactly when the process is the net module's.
+        if km.target.text.endswith(_NET_SUFFIX):
             self.net.handle(km, via)
             return
         if isinstance(km.message, ResponseMessage) and self._tracker.resolve(km, via):

@@ -34,8 +34,10 @@ class OutgoingState(enum.Enum):
     FAILED = "failed"
 
 
-#: The states an Outgoing ends in (a set: an Enum member's attribute lookup is slow).
-_FINISHED = frozenset((OutgoingState.WRITTEN, OutgoingState.FAILED))
+#: The states an Outgoing ends in, as module constants: an Enum member's attribute lookup is
+#: slow, and so is a set lookup (CPython 3.11's ``Enum.__hash__`` is a Python function).
+_WRITTEN = OutgoingState.WRITTEN
+_FAILED = OutgoingState.FAILED
 
 #: (the message, why it failed) -> None; must not raise and must not block.
 FailHook = Callable[["Outgoing", SendErrorKind, str], None]
@@ -94,7 +96,8 @@ class Outgoing:
 
     @property
     def finished(self) -> bool:
-        return self.state in _FINISHED
+        state = self.state
+        return state is _WRITTEN or state is _FAILED
 
     def _uncharge(self) -> None:
         if self._queue is not None:

@@ -46,6 +46,7 @@ from hnet.core.wire import (
     Signed,
     Verified,
     Verify,
+    build,
     decode_net_action,
     decode_net_response,
     encode_net_response,
@@ -144,7 +145,9 @@ class NetModule:
         self.hellos += 1
         self._log_hello(km.source.node, via, body)
         self._send(
-            KernelMessage(km.id, self.address, km.rsvp or km.source, None, _ACK_MESSAGE, None)
+            build.kernel_message(
+                km.id, self.address, km.rsvp or km.source, None, _ACK_MESSAGE, None
+            )
         )
 
     def _log_hello(self, source: str, via: str | None, body: bytes) -> None:

@@ -56,7 +56,6 @@ from hnet.core.sendqueue import ByteBudget, Outgoing, SendQueue
 from hnet.core.wire import (
     CodecError,
     KernelMessage,
-    ProcessId,
     SendErrorKind,
     decode_kernel_message,
 )
@@ -242,7 +241,7 @@ class PeerTable:
         self._closing = False
         self._room = asyncio.Event()
         self._waiting = 0
-        self._safe: dict[ProcessId, bool] = {}
+        self._safe: dict[str, bool] = {}
         budget.on_release = self._released
         self.stats = {
             "protocol_errors": 0,
@@ -626,12 +625,14 @@ class PeerTable:
         if km.source.node != session.peer_name:
             self.stats["protocol_errors"] += 1
             raise SessionError(f"spoofed source {km.source.node!r} from {session.peer_name}")
-        process = km.source.process
-        safe = self._safe.get(process)
+        # Memoised by the source's address string (its hash is cached, where a ProcessId's
+        # is computed in Python on every lookup); the answer depends only on its process.
+        source = km.source.text
+        safe = self._safe.get(source)
         if safe is None:
-            safe = process.is_hypermap_safe()
+            safe = km.source.process.is_hypermap_safe()
             if len(self._safe) < limits.MEMO_MAX:  # the same few processes talk
-                self._safe[process] = safe
+                self._safe[source] = safe
         if not safe:
             self.stats["protocol_errors"] += 1
             raise SessionError(f"non-hypermap-safe source process {km.source.process}")

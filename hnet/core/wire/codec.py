@@ -78,7 +78,6 @@ memory are linear in the input size.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import threading
 from collections.abc import Callable, Mapping
@@ -87,6 +86,26 @@ from typing import Any, NoReturn, TypeVar, cast
 
 import msgpack
 
+from hnet.core.wire.build import (
+    KM_BLOB,
+    KM_ID,
+    KM_MESSAGE,
+    KM_RSVP,
+    KM_SOURCE,
+    KM_TARGET,
+    RM_CONTEXT,
+    RM_RESPONSE,
+    RQ_BODY,
+    RQ_CAPS,
+    RQ_EXPECTS,
+    RQ_INHERIT,
+    RQ_META,
+    RS_BODY,
+    RS_CAPS,
+    RS_INHERIT,
+    RS_META,
+    new_object,
+)
 from hnet.core.wire.errors import CodecError
 from hnet.core.wire.types import (
     Accepted,
@@ -583,7 +602,7 @@ def _fast_meta_caps(metadata: object, caps: object) -> bytes | None:
         if type(issuer) is not Address or type(params) is not str:
             return None
         # As _e_caps builds them: [[issuer, params], signature as a list of ints].
-        entries.append([[issuer._text, params], list(signature)])
+        entries.append([[issuer.text, params], list(signature)])
     return head + _packb(entries)
 
 
@@ -609,9 +628,9 @@ def _fast_encode_kernel_message(km: KernelMessage) -> bytes | None:
         parts = [
             b"\x96",
             _packb(kid),
-            _address_bytes(source._text),
-            _address_bytes(target._text),
-            b"\xc0" if rsvp is None else _address_bytes(rsvp._text),
+            _address_bytes(source.text),
+            _address_bytes(target.text),
+            b"\xc0" if rsvp is None else _address_bytes(rsvp.text),
         ]
         m = km.message
         if type(m) is Request:
@@ -1378,34 +1397,6 @@ def _decode(data: BytesLike, read: Callable[[_Decoder], _T], what: str) -> _T:
 # that one field to the general reader's own method, so a valid message is not decoded twice
 # after its (possibly large) body. Any error there also makes it decline.
 
-_SlotSetter = Callable[[object, object], None]
-_new_object = object.__new__
-
-
-def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[_SlotSetter, ...]:
-    """The slot descriptors' ``__set__`` for ``cls``'s fields, in order.
-
-    A frozen dataclass's ``__init__`` stores each field with ``object.__setattr__``; calling
-    the slot descriptor directly is the same store at about half the cost. Only valid for
-    types without ``__post_init__`` (no validation is skipped), which is checked here.
-    """
-    fields = tuple(f.name for f in dataclasses.fields(cls))
-    if fields != names or hasattr(cls, "__post_init__"):  # pragma: no cover - a types change
-        raise RuntimeError(f"the KernelMessage fast path does not match {cls.__name__}")
-    return tuple(cls.__dict__[name].__set__ for name in names)
-
-
-_RQ_INHERIT, _RQ_EXPECTS, _RQ_BODY, _RQ_META, _RQ_CAPS = _slot_setters(
-    Request, ("inherit", "expects_response", "body", "metadata", "capabilities")
-)
-_RS_INHERIT, _RS_BODY, _RS_META, _RS_CAPS = _slot_setters(
-    Response, ("inherit", "body", "metadata", "capabilities")
-)
-_RM_RESPONSE, _RM_CONTEXT = _slot_setters(ResponseMessage, ("response", "context"))
-_KM_ID, _KM_SOURCE, _KM_TARGET, _KM_RSVP, _KM_MESSAGE, _KM_BLOB = _slot_setters(
-    KernelMessage, ("id", "source", "target", "rsvp", "message", "lazy_load_blob")
-)
-
 
 @functools.lru_cache(maxsize=4096)
 def _cached_address_raw(raw: bytes) -> Address:
@@ -1561,12 +1552,12 @@ def _fast_kernel_message(buf: bytes) -> KernelMessage | None:
                 d = _general_reader(buf, p)
                 caps = d.capabilities("Request.capabilities")
                 p = d.pos
-            message = _new_object(Request)
-            _RQ_INHERIT(message, inherit)
-            _RQ_EXPECTS(message, expects)
-            _RQ_BODY(message, body)
-            _RQ_META(message, metadata)
-            _RQ_CAPS(message, caps)
+            message = new_object(Request)
+            RQ_INHERIT(message, inherit)
+            RQ_EXPECTS(message, expects)
+            RQ_BODY(message, body)
+            RQ_META(message, metadata)
+            RQ_CAPS(message, caps)
         elif buf.startswith(b"\x81\xa8Response\x92\x94", p):
             m = buf[p + 12]
             if m == 0xC2:
@@ -1593,14 +1584,14 @@ def _fast_kernel_message(buf: bytes) -> KernelMessage | None:
                 p += 1
             else:
                 context, p = _fast_byte_vec(buf, p)
-            response = _new_object(Response)
-            _RS_INHERIT(response, inherit)
-            _RS_BODY(response, body)
-            _RS_META(response, metadata)
-            _RS_CAPS(response, caps)
-            message = _new_object(ResponseMessage)
-            _RM_RESPONSE(message, response)
-            _RM_CONTEXT(message, context)
+            response = new_object(Response)
+            RS_INHERIT(response, inherit)
+            RS_BODY(response, body)
+            RS_META(response, metadata)
+            RS_CAPS(response, caps)
+            message = new_object(ResponseMessage)
+            RM_RESPONSE(message, response)
+            RM_CONTEXT(message, context)
         else:
             return None
         # lazy_load_blob: nil or [nil|str, bytes].
@@ -1626,13 +1617,13 @@ def _fast_kernel_message(buf: bytes) -> KernelMessage | None:
         # Truncated input (IndexError), invalid UTF-8 (ValueError), a bad address or field
         # (CodecError), ...: the general decoder decides and reports it.
         return None
-    km = _new_object(KernelMessage)
-    _KM_ID(km, kid)
-    _KM_SOURCE(km, source)
-    _KM_TARGET(km, target)
-    _KM_RSVP(km, rsvp)
-    _KM_MESSAGE(km, message)
-    _KM_BLOB(km, blob)
+    km = new_object(KernelMessage)
+    KM_ID(km, kid)
+    KM_SOURCE(km, source)
+    KM_TARGET(km, target)
+    KM_RSVP(km, rsvp)
+    KM_MESSAGE(km, message)
+    KM_BLOB(km, blob)
     return km
 
 

@@ -140,7 +140,7 @@ class Address:
     node: str
     process: ProcessId
     #: The string form, computed once: addresses are encoded on every message.
-    _text: str = field(init=False, repr=False, compare=False)
+    text: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.node, str):
@@ -153,10 +153,10 @@ class Address:
             raise CodecError(
                 f"address: process must be a ProcessId, not {type(self.process).__name__}"
             )
-        object.__setattr__(self, "_text", f"{self.node}@{self.process}")
+        object.__setattr__(self, "text", f"{self.node}@{self.process}")
 
     def __str__(self) -> str:
-        return self._text
+        return self.text
 
     @classmethod
     def parse(cls, s: str) -> Address:
