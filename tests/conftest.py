@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import faulthandler
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 from hnet.testing.chain import TestChain, ToolMissing, running_chain
 from hnet.testing.cluster import Cluster
 from hns import Registry
+from tests import exit_watch
 
 ROOT = Path(__file__).resolve().parent.parent
 INTEROP = ROOT / "interop-tests" / "vectors"
@@ -21,10 +21,20 @@ INTEROP = ROOT / "interop-tests" / "vectors"
 #: 1: a hang at exit shows what hung instead of waiting out CI's timeout in silence.
 #: ``HNET_TEST_EXIT_DEADLINE`` sets another (seconds).
 EXIT_DEADLINE = float(os.environ.get("HNET_TEST_EXIT_DEADLINE", "120"))
+#: Seconds after which executor work still running at exit is named on stderr and, if only
+#: that holds the exit, the process ends with the tests' status (tests/exit_watch.py).
+EXIT_GRACE = 20.0
+
+exit_watch.install()
+_status = [0]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _status[0] = int(exitstatus)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    faulthandler.dump_traceback_later(EXIT_DEADLINE, exit=True)
+    exit_watch.arm(_status[0], EXIT_GRACE, EXIT_DEADLINE)
 
 
 def run_cli(
