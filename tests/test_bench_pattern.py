@@ -6,6 +6,8 @@ leaving it waiting."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -17,13 +19,22 @@ from hnet.limits import QUIC_MAX_STREAMS
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.mark.parametrize("kind", PATTERN_KINDS)
-async def test_pattern_echoes_within_credit_and_acknowledges_all(kind: str) -> None:
+@contextlib.asynccontextmanager
+async def _served(kind: str) -> AsyncIterator[Endpoint]:
+    """A pattern server of ``kind`` running, and an endpoint that dials it."""
     ids = Identities.generate()
     servers = TransportServers(ids, (kind,))
-    ep = Endpoint(ids, {})
-    async with asyncio.timeout(60):
+    try:
+        ep = Endpoint(ids, {})
         ep.ports.update(await servers.start())
+        yield ep
+    finally:
+        await servers.aclose()
+
+
+@pytest.mark.parametrize("kind", PATTERN_KINDS)
+async def test_pattern_echoes_within_credit_and_acknowledges_all(kind: str) -> None:
+    async with asyncio.timeout(60), _served(kind) as ep:
         client = await ep.dial_lib(kind)
         assert isinstance(client, pattern.PatternClient)
         try:
@@ -43,18 +54,13 @@ async def test_pattern_echoes_within_credit_and_acknowledges_all(kind: str) -> N
             assert not proto.unacked and not proto.queued and client.failure is None
         finally:
             await client.aclose()
-            await servers.aclose()
 
 
 @pytest.mark.parametrize("kind", PATTERN_KINDS)
 async def test_a_peer_with_other_keys_fails_the_request(
     kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = Identities.generate()
-    servers = TransportServers(ids, (kind,))
-    ep = Endpoint(ids, {})
-    async with asyncio.timeout(60):
-        ep.ports.update(await servers.start())
+    async with asyncio.timeout(60), _served(kind) as ep:
         real = pattern.session_keys
         # the client seals with the server's sending keys: nothing it sends opens
         monkeypatch.setattr(pattern, "session_keys", lambda is_client: real(False))
@@ -66,16 +72,11 @@ async def test_a_peer_with_other_keys_fails_the_request(
             assert client.failure is not None
         finally:
             await client.aclose()
-            await servers.aclose()
 
 
 @pytest.mark.parametrize("kind", PATTERN_KINDS)
 async def test_a_stream_longer_than_one_message_is_refused(kind: str) -> None:
-    ids = Identities.generate()
-    servers = TransportServers(ids, (kind,))
-    ep = Endpoint(ids, {})
-    async with asyncio.timeout(60):
-        ep.ports.update(await servers.start())
+    async with asyncio.timeout(60), _served(kind) as ep:
         client = await ep.dial_lib(kind)
         assert isinstance(client, pattern.PatternClient)
         try:
@@ -93,4 +94,3 @@ async def test_a_stream_longer_than_one_message_is_refused(kind: str) -> None:
             assert client.failure is not None and "closed" in client.failure
         finally:
             await client.aclose()
-            await servers.aclose()

@@ -86,20 +86,10 @@ from typing import Any, NoReturn, TypeVar, cast
 
 import msgpack
 
+from hnet.core.wire import build
 from hnet.core.wire.build import (
-    KM_BLOB,
-    KM_ID,
-    KM_MESSAGE,
-    KM_RSVP,
-    KM_SOURCE,
-    KM_TARGET,
     RM_CONTEXT,
     RM_RESPONSE,
-    RQ_BODY,
-    RQ_CAPS,
-    RQ_EXPECTS,
-    RQ_INHERIT,
-    RQ_META,
     RS_BODY,
     RS_CAPS,
     RS_INHERIT,
@@ -1552,12 +1542,7 @@ def _fast_kernel_message(buf: bytes) -> KernelMessage | None:
                 d = _general_reader(buf, p)
                 caps = d.capabilities("Request.capabilities")
                 p = d.pos
-            message = new_object(Request)
-            RQ_INHERIT(message, inherit)
-            RQ_EXPECTS(message, expects)
-            RQ_BODY(message, body)
-            RQ_META(message, metadata)
-            RQ_CAPS(message, caps)
+            message = build.request(inherit, expects, body, metadata, caps)
         elif buf.startswith(b"\x81\xa8Response\x92\x94", p):
             m = buf[p + 12]
             if m == 0xC2:
@@ -1617,14 +1602,7 @@ def _fast_kernel_message(buf: bytes) -> KernelMessage | None:
         # Truncated input (IndexError), invalid UTF-8 (ValueError), a bad address or field
         # (CodecError), ...: the general decoder decides and reports it.
         return None
-    km = new_object(KernelMessage)
-    KM_ID(km, kid)
-    KM_SOURCE(km, source)
-    KM_TARGET(km, target)
-    KM_RSVP(km, rsvp)
-    KM_MESSAGE(km, message)
-    KM_BLOB(km, blob)
-    return km
+    return build.kernel_message(kid, source, target, rsvp, message, blob)
 
 
 def decode_kernel_message(data: BytesLike) -> KernelMessage:
